@@ -1,0 +1,56 @@
+"""MobileNetV2 and ShuffleNetV2 match torchvision's state-dict layout, and the real ImageNet checkpoint works."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models import create_model
+
+# Parameter counts of torchvision's models (torchvision docs, "num_params").
+TORCHVISION_PARAMS = {"mobilenet_v2": 3_504_872, "shufflenet_v2_x0_5": 1_366_792, "shufflenet_v2_x1_0": 2_278_604}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
+def test_parameter_counts_match_torchvision(name: str) -> None:
+    assert sum(p.numel() for p in create_model(name).parameters()) == TORCHVISION_PARAMS[name]
+
+
+def test_shufflenet_v2_key_layout() -> None:
+    state = create_model("shufflenet_v2_x1_0").state_dict()
+    expected = {
+        "conv1.0.weight": (24, 3, 3, 3),
+        "stage2.0.branch1.0.weight": (24, 1, 3, 3),
+        "stage2.0.branch1.2.weight": (58, 24, 1, 1),
+        "stage2.1.branch2.0.weight": (58, 58, 1, 1),
+        "stage3.7.branch2.5.weight": (116, 116, 1, 1),
+        "conv5.0.weight": (1024, 464, 1, 1),
+        "fc.weight": (1000, 1024),
+    }
+    for key, shape in expected.items():
+        assert tuple(state[key].shape) == shape, key
+    assert "stage2.1.branch1.0.weight" not in state  # stride-1 units have an empty branch1
+
+
+@pytest.fixture(scope="module")
+def imagenet_weights():
+    from runtime import ToolchainError
+    from toolchain.pretrained import imagenet_mobilenet_v2_path
+
+    try:
+        return imagenet_mobilenet_v2_path()
+    except ToolchainError as e:
+        pytest.skip(f"ImageNet MobileNetV2 weights not installed ({e})")
+
+
+def test_imagenet_mobilenet_v2_classifies_chelsea_as_a_cat(imagenet_weights) -> None:
+    import skimage.data
+
+    from toolchain.data.image_folder import eval_transform
+
+    model = create_model("mobilenet_v2").eval()
+    model.load_state_dict(torch.load(imagenet_weights, weights_only=True), strict=True)
+    x = eval_transform(Image.fromarray(np.asarray(skimage.data.chelsea())))[None]
+    with torch.no_grad():
+        top1 = model(x).argmax(1).item()
+    assert 281 <= top1 <= 285, f"chelsea classified as ImageNet class {top1}, not a cat (281-285)"

@@ -1,0 +1,63 @@
+"""The `toolchain` console script: help texts, the main job, eval, and clean errors with non-zero exits."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from toolchain.cli.main import COMMANDS, build_parser
+
+
+def test_every_subcommand_explains_itself(cli) -> None:
+    top = cli("--help")
+    assert top.returncode == 0
+    for name in COMMANDS:
+        assert name in top.stdout
+        sub = cli(name, "--help")
+        assert sub.returncode == 0 and "usage: toolchain " + name in sub.stdout, sub.stderr
+
+
+def test_parser_rejects_unknown_command() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["frobnicate"])
+
+
+def test_demo_runs_the_main_job(cli, tmp_path: Path) -> None:
+    done = cli("demo", "--out-dir", str(tmp_path), "--epochs", "2")
+    assert done.returncode == 0, done.stderr
+    assert "| float | lenet5 | digits |" in done.stdout
+    assert (tmp_path / "float" / "last.pt").is_file()
+
+
+def test_train_then_eval_json(cli, tmp_path: Path) -> None:
+    done = cli("train", "--epochs", "8", "--no-progress", "--json", "--out-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    trained = json.loads(done.stdout.strip().splitlines()[-1])
+    evald = cli("eval", str(tmp_path / "last.pt"), "--json")
+    assert evald.returncode == 0, evald.stderr
+    result = json.loads(evald.stdout.strip().splitlines()[-1])
+    assert result["top1"] == pytest.approx(trained["top1"]) and result["top1"] > 90
+    assert result["n"] == 359
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("eval", "missing.pt"), "does not exist"),
+        (("train", "--data", "fashion-mnist", "--data-dir", "/nonexistent"), "apt-get install dataset-fashion-mnist"),
+        (("train", "--model", "nosuchnet"), "unknown model"),
+        (("train", "--model", "espcn_tiny"), "super_resolution model"),
+        (("train", "--epochs", "0"), "epochs must be"),
+        (("eval", "--model", "mobilenet_v2"), "--model and --weights"),
+    ],
+)
+def test_bad_input_is_a_clear_error(cli, args, message, tmp_path: Path) -> None:
+    done = cli(*args, "--out-dir", str(tmp_path)) if args[0] == "train" else cli(*args)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_list_commands(cli) -> None:
+    assert "mobilenet_v2_small" in cli("models").stdout
+    assert "shufflenet_v2_tiny" in cli("models", "shufflenet*", "--tag", "tiny").stdout
+    assert "fashion-mnist" in cli("data").stdout

@@ -1,0 +1,156 @@
+"""Data sets: real embedded digits, generated IDX / image-folder / SR layouts, corrupt files, determinism."""
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from toolchain.data import DataError, load_dataset
+from toolchain.data.arrays import random_translate_flip
+from toolchain.data.fashion_mnist import DEFAULT_DIR, read_idx
+
+
+def test_digits_embedded_default() -> None:
+    b = load_dataset("digits")
+    assert (len(b.train), len(b.test), b.num_classes, b.in_chans, b.input_size) == (1438, 359, 10, 1, 8)
+    x, y = next(b.train.batches(16, train=True))
+    assert x.shape == (16, 1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert abs(float(torch.cat([x for x, _ in b.train.batches(512)]).mean())) < 0.05  # normalised
+
+
+def _write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    raw = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+@pytest.fixture
+def fake_fashion(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for prefix, n, gz in (("train", 50, True), ("t10k", 20, False)):
+        _write_idx(
+            tmp_path / f"{prefix}-images-idx3-ubyte{'.gz' if gz else ''}",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+            gz,
+        )
+        _write_idx(
+            tmp_path / f"{prefix}-labels-idx1-ubyte{'.gz' if gz else ''}", rng.integers(0, 10, n, dtype=np.uint8), gz
+        )
+    return tmp_path
+
+
+def test_fashion_mnist_from_idx_files(fake_fashion: Path) -> None:
+    b = load_dataset("fashion-mnist", str(fake_fashion), subset=30)
+    assert (len(b.train), len(b.test), b.input_size) == (30, 20, 28)
+    assert b.class_names[9] == "Ankle boot"
+
+
+def test_fashion_mnist_missing_folder_says_how_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", str(tmp_path / "nope"))
+
+
+def test_truncated_idx_is_rejected(fake_fashion: Path) -> None:
+    path = fake_fashion / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(DataError, match="declares shape"):
+        read_idx(path, 3)
+
+
+@pytest.mark.skipif(not Path(DEFAULT_DIR).is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_real_fashion_mnist() -> None:
+    b = load_dataset("fashion-mnist")
+    assert (len(b.train), len(b.test)) == (60000, 10000)
+
+
+def test_augmentation_is_deterministic_and_shape_preserving() -> None:
+    b = load_dataset("digits")
+    first = [x for x, _ in b.train.batches(64, epoch=2, seed=5, train=True)]
+    again = [x for x, _ in b.train.batches(64, epoch=2, seed=5, train=True)]
+    other = [x for x, _ in b.train.batches(64, epoch=3, seed=5, train=True)]
+    assert all(torch.equal(a, c) for a, c in zip(first, again))
+    assert not torch.equal(first[0], other[0])
+    resumed = [x for x, _ in b.train.batches(64, epoch=2, seed=5, train=True, skip=3)]
+    assert all(torch.equal(a, c) for a, c in zip(first[3:], resumed))
+
+
+def test_translate_moves_pixels() -> None:
+    x = torch.zeros(1, 1, 5, 5, dtype=torch.uint8)
+    x[0, 0, 2, 2] = 255
+    shifted = {
+        tuple(torch.nonzero(random_translate_flip(x, torch.Generator().manual_seed(s), 1, False))[0, 2:].tolist())
+        for s in range(30)
+    }
+    assert len(shifted) > 1 and all(1 <= r <= 3 and 1 <= c <= 3 for r, c in shifted)
+
+
+def test_sharding_gives_each_rank_disjoint_equal_parts() -> None:
+    b = load_dataset("digits")
+    parts = [torch.cat([y for _, y in b.train.batches(1000, train=False, rank=r, world=2)]) for r in (0, 1)]
+    assert len(parts[0]) == len(parts[1]) == len(b.train) // 2
+
+
+def _image_folder(root: Path, classes=("cat", "dog"), per_class=3) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / c / f"{i}.png")
+    return root
+
+
+def test_image_folder_layout(tmp_path: Path) -> None:
+    b = load_dataset("image-folder", str(_image_folder(tmp_path)), image_size=32)
+    assert b.class_names == ["cat", "dog"] and b.num_classes == 2
+    x, y = next(b.train.batches(4, train=True))
+    assert x.shape == (4, 3, 32, 32) and set(y.tolist()) <= {0, 1}
+    x, _ = next(b.test.batches(6))
+    assert x.shape == (6, 3, 32, 32)
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="--data-dir"):
+        load_dataset("image-folder")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        load_dataset("image-folder", str(tmp_path / "empty"))
+
+
+def test_eval_transform_matches_imagenet_recipe() -> None:
+    from toolchain.data.image_folder import eval_transform
+
+    img = Image.fromarray(np.full((300, 400, 3), 128, np.uint8))
+    x = eval_transform(img)
+    assert x.shape == (3, 224, 224)
+    assert torch.allclose(
+        x[:, 0, 0],
+        (torch.tensor(128 / 255) - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_sr_photos(scale: int) -> None:
+    b = load_dataset("sr-photos", subset=2, scale=scale, patch=24)
+    lr, hr = next(b.train.batches(4, train=True))
+    p = 24 - 24 % scale
+    assert hr.shape == (4, 1, p, p) and lr.shape == (4, 1, p // scale, p // scale)
+    lr, hr = next(b.test.batches(1))
+    assert hr.shape[-2] == lr.shape[-2] * scale and hr.shape[-1] == lr.shape[-1] * scale
+    assert hr.min() >= 16 / 255 - 1e-6 and hr.max() <= 235 / 255 + 1e-6  # BT.601 Y range
+
+
+def test_sr_folder_layout(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+        Image.fromarray(rng.integers(0, 256, (60, 64, 3), dtype=np.uint8)).save(tmp_path / split / "a.png")
+    b = load_dataset("sr-folder", str(tmp_path), scale=2, patch=32)
+    assert next(b.train.batches(2))[1].shape == (2, 1, 32, 32)
+    with pytest.raises(DataError, match="scale"):
+        load_dataset("sr-folder", str(tmp_path), scale=5)

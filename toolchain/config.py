@@ -1,0 +1,229 @@
+"""Frozen, validated run configurations that round-trip through TOML and JSON and drive the CLI.
+
+Every configuration is a frozen dataclass deriving from :class:`Config`. Each field carries its help text in
+``field(metadata={"help": ...})``; the CLI builds its options from those fields (``add_config_arguments``), so
+``--help`` documents every option and a new field needs no CLI code. Validation lives in ``__post_init__`` and
+raises :class:`ConfigError` with a message that says how to fix the value. A run writes its configuration next to
+its outputs (``config.toml``), and ``Config.load`` reads it back exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+from runtime import ToolchainError, atomic_write_text
+
+__all__ = ["Config", "ConfigError", "TrainConfig", "add_config_arguments", "config_from_args", "dumps_toml"]
+
+
+class ConfigError(ToolchainError, ValueError):
+    """An invalid configuration value or file."""
+
+
+def opt(default: Any, help: str, **kw: Any) -> Any:
+    """Dataclass field with a CLI help string (and optional ``choices``)."""
+    factory = kw.pop("default_factory", None)
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help, **kw})
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base class: dict/TOML/JSON round trip, overrides and checks shared by every run configuration."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            hints = [
+                f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, names, 1)) else repr(k)
+                for k in unknown
+            ]
+            raise ConfigError(f"unknown {cls.__name__} key(s): {', '.join(hints)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a ``.toml`` or ``.json`` file; the error names the file and the offending key."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = json.loads(p.read_text()) if p.suffix == ".json" else tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot parse config file {p}: {e}") from None
+        try:
+            return cls.from_dict(data)
+        except (ConfigError, TypeError) as e:
+            raise ConfigError(f"{p}: {e}") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Atomically write the configuration as TOML (or JSON when ``path`` ends in ``.json``)."""
+        p = Path(path)
+        text = json.dumps(self.to_dict(), indent=2) if p.suffix == ".json" else dumps_toml(self.to_dict())
+        return atomic_write_text(p, text)
+
+    # Validation helpers for subclasses' __post_init__.
+    def _check(self, ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"{type(self).__name__}: {message}")
+
+    def _check_choice(self, name: str, choices: typing.Iterable[str]) -> None:
+        value, options = getattr(self, name), sorted(choices)
+        self._check(value in options, f"{name}={value!r} is not one of {options}")
+
+
+def dumps_toml(data: Mapping[str, Any]) -> str:
+    """Serialise a flat mapping (plus one level of tables) to TOML; ``None`` values are omitted."""
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"cannot write non-finite float {v} to TOML")
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # JSON string escapes are valid TOML basic strings
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        raise ConfigError(f"cannot write {type(v).__name__} to TOML")
+
+    lines, tables = [], []
+    for k, v in data.items():
+        if v is None:
+            continue
+        if isinstance(v, Mapping):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {scalar(v)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"] + [f"{k} = {scalar(v)}" for k, v in table.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _base_type(tp: Any) -> Any:
+    """``int | None`` → ``int``; other annotations unchanged."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return tp
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type[Config], *, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--option`` per configuration field (default ``None`` = keep the config/file value)."""
+    parser.add_argument("--config", type=Path, help="TOML or JSON file with defaults for every option below")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        tp = _base_type(hints[f.name])
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        helptext = f"{f.metadata.get('help', '')} (default: {default!r})"
+        if tp is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+        elif typing.get_origin(tp) is dict:
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                metavar="KEY=VALUE",
+                action="append",
+                default=None,
+                help=helptext + "; repeat for several; values parsed as TOML",
+            )
+        else:
+            parser.add_argument(
+                flag, dest=f.name, type=tp, default=None, choices=f.metadata.get("choices"), help=helptext
+            )
+
+
+def _parse_key_values(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def config_from_args(cls: type[Config], args: argparse.Namespace, **fixed: Any) -> Config:
+    """Config file (if ``--config``) → overridden by explicit CLI options → overridden by ``fixed``."""
+    base = cls.load(args.config) if getattr(args, "config", None) else cls()
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        changes[f.name] = {**getattr(base, f.name), **_parse_key_values(value)} if isinstance(value, list) else value
+    return base.replace(**changes, **fixed)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Config):
+    """Float training run: model, data, optimisation schedule, output folder."""
+
+    model: str = opt("lenet5", "registry model name (see `toolchain models`)")
+    model_args: dict[str, Any] = opt(
+        None, "extra model constructor arguments, e.g. width_mult=0.5", default_factory=dict
+    )
+    data: str = opt("digits", "data set name (see `toolchain data --list`)")
+    data_dir: str | None = opt(None, "folder holding the data set's files (default: the data set's standard place)")
+    data_args: dict[str, Any] = opt(
+        None, "extra data-set arguments, e.g. scale=3 for super-resolution", default_factory=dict
+    )
+    subset: int | None = opt(None, "use only the first N training samples (quick experiments, tests)")
+    epochs: int = opt(30, "training epochs")
+    batch_size: int = opt(32, "batch size per process")
+    optimizer: str = opt("sgd", "optimizer", choices=("sgd", "adamw"))
+    lr: float = opt(0.1, "peak learning rate")
+    momentum: float = opt(0.9, "SGD momentum (nesterov) / AdamW beta1")
+    weight_decay: float = opt(5e-4, "weight decay on weights (never on biases or batch-norm parameters)")
+    warmup_epochs: float = opt(0.0, "linear warm-up length in epochs before the cosine decay")
+    label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
+    augment: bool = opt(True, "training augmentation (random crop + flip for images)")
+    seed: int = opt(0, "random seed: same seed, same data order, same result")
+    device: str = opt("auto", "compute device", choices=("auto", "cpu", "cuda"))
+    amp: bool = opt(False, "bfloat16 autocast on CUDA")
+    num_workers: int = opt(0, "data-loading worker processes for folder data sets")
+    save_every: int = opt(0, "also checkpoint every N steps (0: end of each epoch only)")
+    log_every: int = opt(50, "write a step record to metrics.jsonl every N steps")
+    out_dir: str = opt("runs/train", "output folder: config.toml, metrics.jsonl, last.pt")
+
+    def __post_init__(self) -> None:
+        self._check_choice("optimizer", ("sgd", "adamw"))
+        self._check_choice("device", ("auto", "cpu", "cuda"))
+        self._check(self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}")
+        self._check(self.batch_size >= 1, f"batch_size must be ≥ 1, got {self.batch_size}")
+        self._check(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}")
+        self._check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        self._check(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
+        self._check(0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)")
+        self._check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        self._check(self.subset is None or self.subset >= 1, "subset must be a positive sample count")
+        self._check(self.save_every >= 0 and self.log_every >= 1, "save_every must be ≥ 0 and log_every ≥ 1")
+        self._check(self.num_workers >= 0, "num_workers must be ≥ 0")
+        self._check(isinstance(self.model_args, dict), "model_args must be a table of constructor arguments")
+        self._check(isinstance(self.data_args, dict), "data_args must be a table of data-set arguments")

@@ -1,0 +1,174 @@
+"""ImageNet-layout folders: ``root/{train,val}/<class>/<image>`` (or ``root/<class>/<image>``), any class names.
+
+Preprocessing follows the standard ImageNet recipe, implemented on PIL images (no torchvision):
+
+* evaluation: resize the shorter side to ``size · 256/224`` (bilinear), centre-crop ``size``;
+* training: random-resized crop (area fraction U(0.08, 1), log-uniform aspect ratio in [3/4, 4/3]) to ``size``,
+  horizontal flip with probability ½;
+* both: scale to [0, 1] and normalise with the ImageNet mean/std per channel.
+
+Random choices are drawn from a generator seeded by (run seed, epoch, sample index), so worker processes need no
+shared state and a resumed run sees the same crops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .registry import DataBundle, DataError, batch_seed, register_dataset, shard_order
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FolderSource", "eval_transform", "load_image", "to_tensor"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+def load_image(path: Path):  # -> PIL.Image.Image
+    """Open an image as RGB; a clear error names an unreadable file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+
+
+def to_tensor(img, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:  # img: PIL.Image.Image
+    """HWC uint8 → normalised CHW float32."""
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+
+
+def eval_transform(img, size: int = 224) -> torch.Tensor:
+    """Resize shorter side to size·256/224, centre-crop ``size``, normalise."""
+    from PIL import Image
+
+    short = round(size * 256 / 224)
+    w, h = img.size
+    scale = short / min(w, h)
+    img = img.resize((max(short, round(w * scale)), max(short, round(h * scale))), Image.Resampling.BILINEAR)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return to_tensor(img.crop((left, top, left + size, top + size)))
+
+
+def train_transform(img, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """Random-resized crop + horizontal flip, normalise."""
+    from PIL import Image
+
+    w, h = img.size
+    for _ in range(10):
+        area = w * h * rng.uniform(0.08, 1.0)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+        if 0 < cw <= w and 0 < ch <= h:
+            left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            break
+    else:  # fall back to the central square
+        cw = ch = min(w, h)
+        left, top = (w - cw) // 2, (h - ch) // 2
+    img = img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return to_tensor(img)
+
+
+def scan_classes(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Class names (sorted sub-folder names) and (file, label) pairs."""
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders; expected the layout {root}/<class>/<image>.jpg")
+    samples = [
+        (f, i)
+        for i, c in enumerate(classes)
+        for f in sorted((root / c).rglob("*"))
+        if f.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    if not samples:
+        raise DataError(f"{root} has class folders but no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return classes, samples
+
+
+class _Samples(Dataset):
+    def __init__(self, samples: list[tuple[Path, int]], size: int, train: bool, seed: int, epoch: int) -> None:
+        self.samples, self.size, self.train, self.seed, self.epoch = samples, size, train, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[i]
+        img = load_image(path)
+        if self.train:
+            return train_transform(img, self.size, np.random.default_rng(batch_seed(self.seed, self.epoch, i))), label
+        return eval_transform(img, self.size), label
+
+
+class FolderSource:
+    """Batches decoded by a DataLoader (``num_workers`` processes) in a seeded, sharded order."""
+
+    def __init__(self, samples: list[tuple[Path, int]], size: int = 224, num_workers: int = 0) -> None:
+        self.samples, self.size, self.num_workers = samples, size, num_workers
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def steps(self, batch_size: int, *, world: int = 1) -> int:
+        per_rank = len(self) // world if world > 1 else len(self)
+        return -(-per_rank // batch_size)
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        epoch: int = 0,
+        seed: int = 0,
+        train: bool = False,
+        rank: int = 0,
+        world: int = 1,
+        skip: int = 0,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = shard_order(len(self), epoch=epoch, seed=seed, shuffle=train, rank=rank, world=world)
+        indices = order[skip * batch_size :].tolist()
+        loader = DataLoader(
+            _Samples(self.samples, self.size, train, seed, epoch),
+            batch_size=batch_size,
+            sampler=indices,
+            num_workers=self.num_workers,
+        )
+        yield from loader
+
+
+@register_dataset("image-folder", "ImageNet-layout folder: DIR/{train,val}/<class>/*.jpg, 224×224 RGB")
+def load_image_folder(
+    data_dir: str | None = None, subset: int | None = None, image_size: int = 224, num_workers: int = 0
+) -> DataBundle:
+    if data_dir is None:
+        raise DataError("the image-folder data set needs --data-dir pointing to DIR/{train,val}/<class>/<image>")
+    root = Path(data_dir)
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    val_dir = next((root / d for d in ("val", "validation", "test") if (root / d).is_dir()), train_dir)
+    classes, train = scan_classes(train_dir)
+    val_classes, val = scan_classes(val_dir)
+    if val_classes != classes:
+        raise DataError(f"{val_dir} and {train_dir} have different class folders")
+    return DataBundle(
+        "image-folder",
+        "classification",
+        FolderSource(train[:subset], image_size, num_workers),
+        FolderSource(val, image_size, num_workers),
+        in_chans=3,
+        input_size=image_size,
+        num_classes=len(classes),
+        class_names=classes,
+    )

@@ -1,0 +1,208 @@
+"""Float training and evaluation: one loop for every task, single process or DistributedDataParallel.
+
+``train(config)`` builds model and data from the registries, then runs epochs of seeded batches. After every
+``save_every`` steps and at each epoch's end it atomically checkpoints ``last.pt``; ``train(config, resume=True)``
+continues from it and ends bit-for-bit where an uninterrupted run with the same seed ends (data order and
+augmentation are functions of (seed, epoch, step); the RNG states are restored). Under torchrun each process takes
+a strided shard of the same permutation; gradients are averaged by DDP, and at each epoch's end the processes'
+parameter digests are compared and logged (``ranks_in_step``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from runtime import ToolchainError
+
+from ..config import TrainConfig
+from ..data import BatchSource, DataBundle, load_dataset
+from ..modeling import build_model
+from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .distributed import DistEnv, gather_digests, init_distributed, shutdown_distributed
+from .optim import build_optimizer, param_groups, warmup_cosine
+from .tasks import TASKS
+
+__all__ = ["MetricsLog", "evaluate", "load_bundle", "train"]
+
+
+class MetricsLog:
+    """Append-only JSONL metrics (main process only). On resume, records past the resumed step are dropped."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None = None) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled and resume_step is not None and path.exists():
+            kept = [ln for ln in path.read_text().splitlines() if json.loads(ln).get("step", 0) <= resume_step]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        elif enabled:
+            path.write_text("")
+
+    def write(self, **record: Any) -> None:
+        if self.enabled:
+            with self.path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+
+def load_bundle(config: TrainConfig) -> DataBundle:
+    kw = dict(config.data_args)
+    if config.data == "image-folder":
+        kw.setdefault("num_workers", config.num_workers)
+    return load_dataset(config.data, config.data_dir, config.subset, **kw)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    source: BatchSource,
+    task: str,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Task metrics of ``model`` on every sample of ``source`` (e.g. top-1/top-5 %, or PSNR dB), plus ``n``."""
+    spec = TASKS[task]
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    for x, y in tqdm(
+        source.batches(batch_size), total=source.steps(batch_size), desc="eval", leave=False, disable=not progress
+    ):
+        out = model(x.to(device)).float().cpu()
+        for k, v in spec.batch_metrics(out, y, getattr(source, "scale", 0)).items():
+            sums[k] = sums.get(k, 0.0) + v
+        n += spec.count(y)
+    model.train(was_training)
+    return {**{k: v / max(n, 1) for k, v in sums.items()}, "n": n}
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) float training; returns the final evaluation and run facts. Writes into ``config.out_dir``."""
+    env = init_distributed(config.device)
+    try:
+        return _train(config, env, resume, progress)
+    finally:
+        shutdown_distributed()
+
+
+def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool) -> dict[str, Any]:
+    out = Path(config.out_dir)
+    ckpt_path = out / "last.pt"
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+        if ckpt is not None and ckpt["config"] != config.to_dict():
+            saved = TrainConfig.from_dict(ckpt["config"])
+            diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items() if getattr(config, k) != v}
+            raise ToolchainError(f"--resume: {ckpt_path} was made with a different config: {diff}")
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.toml")
+
+    torch.manual_seed(config.seed)
+    bundle = load_bundle(config)
+    task = TASKS[bundle.task]
+    model = build_model(config.model, bundle, config.model_args).to(env.device)
+    optimizer = build_optimizer(config.optimizer, param_groups(model, config.weight_decay), config.lr, config.momentum)
+    steps_per_epoch = bundle.train.steps(config.batch_size, world=env.world)
+    total = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(total, int(config.warmup_epochs * steps_per_epoch))
+    )
+
+    start_epoch, skip, step = 0, 0, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, skip, step = ckpt["epoch"], ckpt["epoch_step"], ckpt["step"]
+        restore_rng(ckpt["rng"])
+    log = MetricsLog(out / "metrics.jsonl", env.is_main, step if ckpt is not None else None)
+    net: nn.Module = DistributedDataParallel(model) if env.distributed else model
+    autocast = torch.autocast("cuda", torch.bfloat16) if config.amp and env.device.type == "cuda" else nullcontext()
+
+    def checkpoint(ep: int, ep_step: int) -> None:
+        if env.is_main:
+            save_checkpoint(
+                ckpt_path,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                epoch=ep,
+                epoch_step=ep_step,
+                step=step,
+                config=config.to_dict(),
+                task=bundle.task,
+                model_name=config.model,
+                class_names=bundle.class_names,
+            )
+
+    start, result = time.time(), {}
+    for epoch in range(start_epoch, config.epochs):
+        net.train()
+        bar = tqdm(
+            bundle.train.batches(
+                config.batch_size,
+                epoch=epoch,
+                seed=config.seed,
+                train=config.augment,
+                rank=env.rank,
+                world=env.world,
+                skip=skip,
+            ),
+            total=steps_per_epoch,
+            initial=skip,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (progress and env.is_main),
+            dynamic_ncols=True,
+        )
+        for ep_step, (x, y) in enumerate(bar, start=skip):
+            x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
+            with autocast:
+                loss = task.loss(net(x).float(), y, config.label_smoothing)
+            if not torch.isfinite(loss):
+                raise ToolchainError(f"loss became {loss.item()} at step {step}; lower --lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if step % config.log_every == 0:
+                log.write(step=step, epoch=epoch, loss=loss.item(), lr=scheduler.get_last_lr()[0])
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if config.save_every and step % config.save_every == 0 and ep_step + 1 < steps_per_epoch:
+                checkpoint(epoch, ep_step + 1)
+        skip = 0
+        result = evaluate(model, bundle.test, bundle.task, env.device)
+        digests = gather_digests(model, env)
+        record = {
+            "step": step,
+            "epoch": epoch + 1,
+            "phase": "eval",
+            **result,
+            "elapsed_s": time.time() - start,
+            "ranks_in_step": len(set(digests)) == 1,
+            "param_digests": digests,
+        }
+        log.write(**record)
+        if env.is_main and progress:
+            tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
+        checkpoint(epoch + 1, 0)
+    return {
+        **result,
+        "out_dir": str(out),
+        "steps": step,
+        "model": config.model,
+        "data": config.data,
+        "world": env.world,
+        "rank": env.rank,
+        "wall_s": time.time() - start,
+    }

@@ -1,0 +1,66 @@
+"""Task definitions: the training loss and the evaluation metrics of each kind of model, by name.
+
+* classification: cross-entropy (optionally label-smoothed); top-1 and top-5 accuracy in percent.
+* super_resolution: L1 loss on Y; PSNR in dB, ``10 log10(1 / MSE)`` on [0, 1] images after clamping, with a border
+  of ``scale`` pixels cropped (the field's convention), averaged over images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TASKS", "Task"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """``loss(output, target)`` for training; ``batch_metrics`` returns sums to be divided by ``count``."""
+
+    name: str
+    loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+    batch_metrics: Callable[[torch.Tensor, torch.Tensor, int], dict[str, float]]
+    count: Callable[[torch.Tensor], int]
+    headline: str
+
+
+def _ce(out: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+    return F.cross_entropy(out, target, label_smoothing=smoothing)
+
+
+def _topk(out: torch.Tensor, target: torch.Tensor, _: int) -> dict[str, float]:
+    k = min(5, out.shape[1])
+    hits = out.topk(k, dim=1).indices == target[:, None]
+    return {
+        "top1": 100.0 * hits[:, 0].sum().item(),
+        "top5": 100.0 * hits.any(dim=1).sum().item(),
+        "loss": F.cross_entropy(out, target, reduction="sum").item(),
+    }
+
+
+def _l1(out: torch.Tensor, target: torch.Tensor, _: float) -> torch.Tensor:
+    return F.l1_loss(out, target)
+
+
+def psnr(out: torch.Tensor, target: torch.Tensor, border: int) -> torch.Tensor:
+    """Per-image PSNR (dB) of [0, 1] images with ``border`` pixels cropped on each side."""
+    if border:
+        out, target = out[..., border:-border, border:-border], target[..., border:-border, border:-border]
+    mse = ((out.clamp(0, 1) - target) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+def _sr_metrics(out: torch.Tensor, target: torch.Tensor, scale: int) -> dict[str, float]:
+    return {
+        "psnr": psnr(out, target, scale).sum().item(),
+        "loss": F.l1_loss(out, target, reduction="none").flatten(1).mean(1).sum().item(),
+    }
+
+
+TASKS: dict[str, Task] = {
+    "classification": Task("classification", _ce, _topk, lambda t: len(t), "top1"),
+    "super_resolution": Task("super_resolution", _l1, _sr_metrics, lambda t: len(t), "psnr"),
+}
