@@ -1,0 +1,35 @@
+"""Quantization settings shared by ``prepare_qat``, QAT runs and post-training quantization."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..config import Config, opt
+from .quantizers import BITS_RANGE
+
+__all__ = ["QuantConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantConfig(Config):
+    """Bit-widths and granularity. ``first``/``last`` are the first and last weighted layers in graph order."""
+
+    wbits: int = opt(4, "weight bits n of the inner layers (2 = ternary … 8)")
+    abits: int = opt(8, "activation bits m of the inner layers (2 … 8)")
+    first_wbits: int = opt(8, "weight bits of the first weighted layer")
+    last_wbits: int = opt(8, "weight bits of the last weighted layer")
+    io_abits: int = opt(8, "bits of the network's input and output activations")
+    per_channel: bool = opt(True, "one learnable weight step per output channel (else one per layer)")
+    layer_wbits: dict[str, Any] = opt(
+        None, "per-layer weight bits by module name, e.g. features.1.conv.0.0=8", default_factory=dict
+    )
+    calib_batches: int = opt(8, "training batches used to initialise the activation steps")
+
+    def __post_init__(self) -> None:
+        for name in ("wbits", "abits", "first_wbits", "last_wbits", "io_abits"):
+            value = getattr(self, name)
+            self._check(isinstance(value, int) and value in BITS_RANGE, f"{name} must be 2…8 bits, got {value!r}")
+        for layer, bits in self.layer_wbits.items():
+            self._check(isinstance(bits, int) and bits in BITS_RANGE, f"layer_wbits[{layer!r}] must be 2…8")
+        self._check(self.calib_batches >= 1, "calib_batches must be ≥ 1")

@@ -1,0 +1,360 @@
+"""``prepare_qat``: turn a float model into its quant-aware twin with one quantizer per activation tensor.
+
+The model is traced with ``torch.fx`` and rewritten by a table of rules (no ``isinstance`` ladders):
+
+* weighted layers (Conv2d, ConvTranspose2d, Linear) become Brevitas ``QuantConv2d``/``QuantConvTranspose2d``/
+  ``QuantLinear`` with n-bit narrow-range weights whose learnable step starts at the MSQE-optimal value;
+* every tensor that carries a *new* value into the rest of the network gets exactly one activation quantizer
+  (:class:`ActQuant`): after each ReLU/ReLU6 (unsigned), and after each convolution/linear/batch-norm/addition/
+  concatenation/pooling whose result is not consumed solely by a following batch norm or activation (signed unless
+  all inputs are unsigned, e.g. pooling of ReLU outputs);
+* the network input gets a signed quantizer and the outputs get quantizers (``io_abits``);
+* reshaping ops (channel shuffle, pixel shuffle, max-pool, flatten, chunk, dropout) keep their input's grid.
+
+Batch norm stays a float module during training and is folded into the preceding convolution by ``freeze``; with
+per-channel steps that folding changes only the steps, never the integer levels (see :mod:`toolchain.quant.freeze`).
+Activation steps start from calibration batches (:func:`calibrate`): the MSE-optimal step of the observed values.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from brevitas.nn import QuantConv2d, QuantConvTranspose2d, QuantIdentity, QuantLinear
+from torch import nn
+
+from models.layers import Add, ChannelShuffle, Concat
+from runtime import ToolchainError
+
+from .config import QuantConfig
+from .quantizers import LearnedIntAct, LearnedUintAct, LearnedWeight, max_level, msqe_optimal_step
+
+__all__ = ["QUANT_WEIGHT_TYPES", "ActQuant", "calibrate", "prepare_qat", "weight_bits", "weight_step"]
+
+QUANT_WEIGHT_TYPES = (QuantConv2d, QuantConvTranspose2d, QuantLinear)
+ACT_SAMPLES = 200_000  # values kept per quantizer per calibration batch
+
+
+class ActQuant(nn.Module):
+    """One activation quantizer: a Brevitas ``QuantIdentity`` with a learnable step, plus a calibration mode.
+
+    While ``calibrating`` it passes values through unchanged and keeps a sample of them.
+    """
+
+    def __init__(self, bits: int, signed: bool) -> None:
+        super().__init__()
+        self.bits, self.signed = bits, signed
+        quant = LearnedIntAct if signed else LearnedUintAct
+        self.quant = QuantIdentity(act_quant=quant, bit_width=bits, scaling_init=1.0, return_quant_tensor=False)
+        self.calibrating = False
+        self._samples: list[torch.Tensor] = []
+
+    @property
+    def _threshold(self) -> nn.Parameter:
+        return self.quant.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value
+
+    def step(self) -> torch.Tensor:
+        """Current step Δ (threshold / largest level)."""
+        return self._threshold.detach().abs() / max_level(self.bits, self.signed)
+
+    @torch.no_grad()
+    def set_step(self, step: float | torch.Tensor) -> None:
+        self._threshold.fill_(float(step) * max_level(self.bits, self.signed))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calibrating:
+            flat = x.detach().flatten().float()
+            if flat.numel() > ACT_SAMPLES:
+                flat = flat[torch.randperm(flat.numel(), device=flat.device)[:ACT_SAMPLES]]
+            self._samples.append(flat.cpu())
+            return x
+        return self.quant(x)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, signed={self.signed}"
+
+
+def weight_step(layer: nn.Module) -> torch.Tensor:
+    """The step δ of a quant weight layer (scalar, or per output channel shaped for broadcasting)."""
+    threshold = layer.weight_quant.tensor_quant.scaling_impl.value
+    return threshold.abs() / max_level(weight_bits(layer))
+
+
+def weight_bits(layer: nn.Module) -> int:
+    return int(layer.weight_quant.bit_width())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rules: what each op does to quantization.
+#   "weighted"   - swap for a Brevitas layer; output is a new signed value
+#   "value"      - produces a new value (quantize after it unless a BN/activation follows)
+#   "act"        - activation: quantize after it, unsigned
+#   "keep"       - keeps its input's grid (pure data movement, or max)
+# A rule may say its output is unsigned when all its inputs are ("pool").
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str
+    unsigned_if_inputs: bool = False
+
+
+MODULE_RULES: dict[type, Rule] = {
+    nn.Conv2d: Rule("weighted"),
+    nn.ConvTranspose2d: Rule("weighted"),
+    nn.Linear: Rule("weighted"),
+    nn.BatchNorm2d: Rule("value"),
+    Add: Rule("value"),
+    Concat: Rule("value", True),
+    nn.AdaptiveAvgPool2d: Rule("value", True),
+    nn.AvgPool2d: Rule("value", True),
+    nn.Upsample: Rule("value"),
+    nn.ReLU: Rule("act"),
+    nn.ReLU6: Rule("act"),
+    ChannelShuffle: Rule("keep"),
+    nn.PixelShuffle: Rule("keep"),
+    nn.MaxPool2d: Rule("keep"),
+    nn.Dropout: Rule("keep"),
+    nn.Identity: Rule("keep"),
+    nn.Flatten: Rule("keep"),
+}
+FUNCTION_RULES: dict[Any, Rule] = {
+    operator.add: Rule("value"),
+    torch.add: Rule("value"),
+    torch.cat: Rule("value", True),
+    F.relu: Rule("act"),
+    torch.relu: Rule("act"),
+    F.relu6: Rule("act"),
+    torch.flatten: Rule("keep"),
+    operator.getitem: Rule("keep"),
+    torch.chunk: Rule("keep"),
+    F.pixel_shuffle: Rule("keep"),
+    F.adaptive_avg_pool2d: Rule("value", True),
+}
+METHOD_RULES: dict[str, Rule] = {
+    "view": Rule("keep"),
+    "reshape": Rule("keep"),
+    "flatten": Rule("keep"),
+    "chunk": Rule("keep"),
+    "transpose": Rule("keep"),
+    "permute": Rule("keep"),
+    "contiguous": Rule("keep"),
+    "size": Rule("keep"),
+    "mean": Rule("value", True),
+    "relu": Rule("act"),
+}
+
+
+class _Tracer(fx.Tracer):
+    """Treats every module with a rule as a leaf; traces through containers and user-defined blocks."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return type(m) in MODULE_RULES or super().is_leaf_module(m, qualname)
+
+
+def _rule(gm: fx.GraphModule, node: fx.Node) -> Rule | None:
+    if node.op == "call_module":
+        module = gm.get_submodule(str(node.target))
+        rule = MODULE_RULES.get(type(module))
+        if rule is None:
+            raise ToolchainError(
+                f"unsupported layer {node.target!r} of type {type(module).__name__}; "
+                f"supported: {', '.join(sorted(t.__name__ for t in MODULE_RULES))}"
+            )
+        return rule
+    if node.op == "call_function":
+        rule = FUNCTION_RULES.get(node.target)
+        if rule is None:
+            raise ToolchainError(
+                f"unsupported operation {getattr(node.target, '__name__', node.target)} (node {node.name})"
+            )
+        return rule
+    if node.op == "call_method":
+        if str(node.target) not in METHOD_RULES:
+            raise ToolchainError(f"unsupported tensor method .{node.target}() (node {node.name})")
+        return METHOD_RULES[str(node.target)]
+    return None
+
+
+def _swap_weighted(float_layer: nn.Module, bits: int, per_channel: bool) -> nn.Module:
+    """Brevitas twin of a Conv2d/ConvTranspose2d/Linear with the same weights and an MSQE-optimal step."""
+    w = float_layer.weight.detach()
+    transposed = isinstance(float_layer, nn.ConvTranspose2d)
+    per_channel = per_channel and not transposed  # ConvTranspose weights keep output channels on axis 1
+    step = msqe_optimal_step(w, bits, per_channel)
+    quant: dict[str, Any] = dict(
+        weight_quant=LearnedWeight,
+        weight_bit_width=bits,
+        weight_scaling_per_output_channel=per_channel,
+        weight_scaling_init=step * max_level(bits),
+        return_quant_tensor=False,
+    )
+    if isinstance(float_layer, nn.Linear):
+        new: nn.Module = QuantLinear(
+            float_layer.in_features, float_layer.out_features, bias=float_layer.bias is not None, **quant
+        )
+    else:
+        cls = QuantConvTranspose2d if transposed else QuantConv2d
+        extra = {"output_padding": float_layer.output_padding} if transposed else {}
+        new = cls(
+            float_layer.in_channels,
+            float_layer.out_channels,
+            float_layer.kernel_size,
+            stride=float_layer.stride,
+            padding=float_layer.padding,
+            dilation=float_layer.dilation,
+            groups=float_layer.groups,
+            bias=float_layer.bias is not None,
+            **extra,
+            **quant,
+        )
+    new.load_state_dict(float_layer.state_dict(), strict=False)
+    return new.to(w.device)
+
+
+def _weight_bits_for(name: str, order: int, count: int, config: QuantConfig) -> int:
+    if name in config.layer_wbits:
+        return int(config.layer_wbits[name])
+    if order == 0:
+        return config.first_wbits
+    if order == count - 1:
+        return config.last_wbits
+    return config.wbits
+
+
+def prepare_qat(model: nn.Module, config: QuantConfig) -> fx.GraphModule:
+    """Quant-aware copy of ``model`` (which is left untouched); see the module docstring for the rules.
+
+    Raises:
+        ToolchainError: for a layer or operation without a rule, naming it and its type.
+    """
+    unknown = set(config.layer_wbits) - {n for n, m in model.named_modules() if type(m) in MODULE_RULES}
+    if unknown:
+        raise ToolchainError(f"layer_wbits names layers that do not exist: {sorted(unknown)}")
+    model = _deepcopy(model)
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as e:  # fx raises many types for untraceable code
+        raise ToolchainError(f"cannot trace {type(model).__name__} with torch.fx: {e}") from None
+    gm = fx.GraphModule(model, graph, type(model).__name__ + "QAT")
+    nodes = list(gm.graph.nodes)
+    rules = {n: _rule(gm, n) for n in nodes}
+
+    weighted = [n for n in nodes if rules[n] is not None and rules[n].kind == "weighted"]
+    for i, node in enumerate(weighted):
+        name = str(node.target)
+        bits = _weight_bits_for(name, i, len(weighted), config)
+        _set_submodule(gm, name, _swap_weighted(gm.get_submodule(name), bits, config.per_channel))
+
+    unsigned: dict[fx.Node, bool] = {}
+    outputs = {a for n in nodes if n.op == "output" for a in _flat_args(n.args)}
+    for node in nodes:
+        rule = rules[node]
+        inputs = [a for a in _flat_args(node.args) if isinstance(a, fx.Node)]
+        if node.op == "placeholder":
+            unsigned[node] = unsigned[_insert_quant(gm, node, config.io_abits, signed=True)] = False
+            continue
+        if rule is None:
+            continue
+        if rule.kind == "act":
+            unsigned[node] = True
+        elif rule.kind == "keep":
+            unsigned[node] = bool(inputs) and unsigned.get(inputs[0], False)
+        else:
+            unsigned[node] = rule.unsigned_if_inputs and bool(inputs) and all(unsigned.get(a, False) for a in inputs)
+        if rule.kind == "keep" and node not in outputs:
+            continue
+        if rule.kind == "keep" and _already_quantized(node):
+            continue
+        users = list(node.users)
+        followed = (
+            len(users) == 1
+            and (r := rules.get(users[0])) is not None
+            and (
+                r.kind == "act"
+                or (users[0].op == "call_module" and isinstance(gm.get_submodule(str(users[0].target)), nn.BatchNorm2d))
+            )
+        )
+        if rule.kind in ("weighted", "value") and followed and node not in outputs:
+            continue
+        bits = config.io_abits if node in outputs else config.abits
+        unsigned[_insert_quant(gm, node, bits, signed=not unsigned[node])] = unsigned[node]
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+def _already_quantized(node: fx.Node) -> bool:
+    src = node.args[0] if node.args else None
+    return isinstance(src, fx.Node) and src.op == "call_module" and str(src.target).endswith("_aq")
+
+
+def _insert_quant(gm: fx.GraphModule, node: fx.Node, bits: int, signed: bool) -> fx.Node:
+    name = f"{node.name}_aq"
+    gm.add_submodule(name, ActQuant(bits, signed))
+    with gm.graph.inserting_after(node):
+        q = gm.graph.call_module(name, (node,))
+    node.replace_all_uses_with(q, delete_user_cb=lambda user: user is not q)
+    return q
+
+
+def _flat_args(args: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for a in args:
+        out.extend(_flat_args(a) if isinstance(a, list | tuple) else [a])
+    return out
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module)
+
+
+def _deepcopy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def act_quantizers(model: nn.Module) -> list[tuple[str, ActQuant]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, ActQuant)]
+
+
+@torch.no_grad()
+def calibrate(
+    model: nn.Module, batches: Iterable[torch.Tensor], progress: Callable[[Iterable], Iterable] = iter
+) -> dict[str, float]:
+    """Set every activation step to the MSE-optimal step of the values seen on ``batches`` (weights quantized).
+
+    Returns the chosen steps by quantizer name.
+    """
+    quants = act_quantizers(model)
+    was_training = model.training
+    model.eval()
+    for _, q in quants:
+        q.calibrating, q._samples = True, []
+    try:
+        for x in progress(batches):
+            model(x)
+    finally:
+        for _, q in quants:
+            q.calibrating = False
+    steps = {}
+    for name, q in quants:
+        if not q._samples:
+            raise ToolchainError(f"quantizer {name} saw no data during calibration")
+        values = torch.cat(q._samples)
+        q._samples = []
+        if not q.signed:
+            values = values.clamp_min(0)
+        step = float(msqe_optimal_step(values, q.bits, per_channel=False, signed=q.signed))
+        q.set_step(step)
+        steps[name] = step
+    model.train(was_training)
+    return steps

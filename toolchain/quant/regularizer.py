@@ -1,0 +1,93 @@
+"""The MSQE regularizer with a learnable coefficient (Choi, El-Khamy & Lee 2020, §III).
+
+Over all quantized weight layers l, with N the total number of weights::
+
+    R_n(W; δ) = (1/N) Σ_l Σ_i (w_li − δ_l · q_li)²,   q_li = clip(round(w_li / δ_l), −L, L)
+
+The integer level q is a constant inside R (no straight-through estimator here: an STE would make ``w − Q(w)`` have
+zero gradient and switch the regularizer off), so ``∂R/∂w = 2 (w − Q(w)) / N``. By default the step δ is held
+constant inside R too (it is learned from the task loss); ``step_grad=True`` lets R's gradient reach δ.
+
+The training cost is ``C = E(W_q) + e^α · R_n(W; δ) − λ·α`` with α a learnable scalar: ``∂C/∂α = e^α R_n − λ``, so at
+balance ``e^α = λ / R_n``; as the weights converge to their levels R_n falls and the coefficient rises. α starts at
+balance, ``α₀ = log(λ / R_n(W₀))``. Modes, through the same code path:
+
+* ``msqe``  – learnable α (the paper);
+* ``fixed`` – α frozen at α₀ (a fixed coefficient ``λ / R_n(W₀)``);
+* ``none``  – plain quant-aware training, no penalty (R_n is still measured and logged).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .prepare import QUANT_WEIGHT_TYPES, weight_bits, weight_step
+from .quantizers import quantize_levels
+
+__all__ = ["MODES", "MSQERegularizer", "quant_weight_layers"]
+
+MODES = ("msqe", "fixed", "none")
+
+
+def quant_weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every Brevitas weight layer of a prepared model, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, QUANT_WEIGHT_TYPES)]
+
+
+class MSQERegularizer(nn.Module):
+    """Holds α; ``forward()`` returns the penalty ``e^α R_n − λα`` (or ``e^{α₀} R_n``, or 0) and R_n.
+
+    The weight layers are referenced, not registered, so the regularizer's only parameter is α.
+    """
+
+    def __init__(self, model: nn.Module, lam: float, mode: str = "msqe", step_grad: bool = False) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self._layers = [m for _, m in quant_weight_layers(model)]
+        if not self._layers:
+            raise ValueError("the model has no quantized weight layers; call prepare_qat first")
+        self.lam, self.mode, self.step_grad = lam, mode, step_grad
+        self.count = sum(m.weight.numel() for m in self._layers)
+        self.alpha = nn.Parameter(torch.zeros(()), requires_grad=mode == "msqe")
+        self.reset_alpha()
+
+    @torch.no_grad()
+    def reset_alpha(self) -> None:
+        """α₀ = log(λ / R_n(W₀)): start at balance."""
+        r = float(self.msqe())
+        self.alpha.fill_(math.log(self.lam / max(r, 1e-30)))
+
+    def msqe(self) -> torch.Tensor:
+        """R_n(W; δ), differentiable in W (and in δ when ``step_grad``)."""
+        total = torch.zeros((), device=self.alpha.device)
+        for layer in self._layers:
+            w = layer.weight
+            step = weight_step(layer)
+            if not self.step_grad:
+                step = step.detach()
+            levels = quantize_levels(w.detach(), step.detach(), weight_bits(layer))
+            total = total + ((w - step * levels) ** 2).sum()
+        return total / self.count
+
+    @torch.no_grad()
+    def near_level_share(self, tolerance: float = 0.1) -> float:
+        """Share of weights within ``tolerance · δ`` of their quantization level."""
+        near = 0
+        for layer in self._layers:
+            w, step = layer.weight, weight_step(layer)
+            err = (w - step * quantize_levels(w, step, weight_bits(layer))).abs()
+            near += int((err <= tolerance * step).sum())
+        return near / self.count
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.msqe()
+        if self.mode == "none":
+            return torch.zeros((), device=r.device), r.detach()
+        penalty = torch.exp(self.alpha) * r
+        if self.mode == "msqe":
+            penalty = penalty - self.lam * self.alpha
+        return penalty, r.detach()
