@@ -38,3 +38,38 @@ def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subpro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def assert_resume_after_kill_matches(cmd: list[str], out_root: Path) -> tuple[dict, dict]:
+    """Run ``cmd --out-dir ref`` to the end; run it again into ``cut``, SIGKILL it as soon as it has written its
+    first checkpoint, resume with ``--resume``; both runs must end bit-identical. Returns both final checkpoints."""
+    import signal
+    import time
+
+    from toolchain.training import load_checkpoint
+
+    ref, cut = out_root / "ref", out_root / "cut"
+    subprocess.run([*cmd, "--out-dir", str(ref)], check=True, env=subprocess_env(), capture_output=True, timeout=600)
+    proc = subprocess.Popen(
+        [*cmd, "--out-dir", str(cut)], env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while not (cut / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    a = load_checkpoint(ref / "last.pt")
+    killed_at = load_checkpoint(cut / "last.pt")["step"]
+    assert 0 <= killed_at < a["step"]
+    subprocess.run(
+        [*cmd, "--out-dir", str(cut), "--resume"], check=True, env=subprocess_env(), capture_output=True, timeout=600
+    )
+    b = load_checkpoint(cut / "last.pt")
+    assert a["step"] == b["step"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    return a, b

@@ -212,15 +212,22 @@ class TrainConfig(Config):
     log_every: int = opt(50, "write a step record to metrics.jsonl every N steps")
     out_dir: str = opt("runs/train", "output folder: config.toml, metrics.jsonl, last.pt")
 
+    @classmethod
+    def min_epochs(cls) -> int:
+        """Float training needs at least one epoch; post-training quantization allows 0."""
+        return 1
+
     def __post_init__(self) -> None:
         self._check_choice("optimizer", ("sgd", "adamw"))
         self._check_choice("device", ("auto", "cpu", "cuda"))
-        self._check(self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}")
+        min_epochs = self.min_epochs()
+        self._check(self.epochs >= min_epochs, f"epochs must be ≥ {min_epochs}, got {self.epochs}")
         self._check(self.batch_size >= 1, f"batch_size must be ≥ 1, got {self.batch_size}")
         self._check(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}")
         self._check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         self._check(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
-        self._check(0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)")
+        w = self.warmup_epochs
+        self._check(w >= 0 and (w == 0 or w < self.epochs), "warmup_epochs must be in [0, epochs)")
         self._check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         self._check(self.subset is None or self.subset >= 1, "subset must be a positive sample count")
         self._check(self.save_every >= 0 and self.log_every >= 1, "save_every must be ≥ 0 and log_every ≥ 1")

@@ -152,7 +152,7 @@ def test_baseline_modes(mode: str) -> None:
     assert not reg.alpha.requires_grad
     penalty, r = reg()
     assert float(r) > 0
-    assert float(penalty) == (0.0 if mode == "none" else pytest.approx(0.5, rel=1e-5))
+    assert penalty.item() == (0.0 if mode == "none" else pytest.approx(0.5, rel=1e-5))
 
 
 def test_freeze_folds_batch_norm_exactly() -> None:

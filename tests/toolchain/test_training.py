@@ -1,17 +1,13 @@
 """Float training: it learns, checkpoints atomically, resumes exactly after a kill, and runs under torchrun."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.conftest import ROOT
+from tests.conftest import assert_resume_after_kill_matches, subprocess_env
 from toolchain.config import TrainConfig
 from toolchain.modeling import build_model
 from toolchain.training import CheckpointError, evaluate, load_bundle, load_checkpoint, train
@@ -57,8 +53,10 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
         load_checkpoint(bad)
 
 
-def _train_cmd(out: Path, *extra: str) -> list[str]:
-    return [
+@pytest.mark.slow
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
+    """SIGKILL a run once it has checkpointed mid-way; resuming must end bit-identical to an uninterrupted run."""
+    cmd = [
         sys.executable,
         "-m",
         "toolchain",
@@ -70,39 +68,13 @@ def _train_cmd(out: Path, *extra: str) -> list[str]:
         "--save-every",
         "5",
         "--no-progress",
-        "--out-dir",
-        str(out),
-        *extra,
     ]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-@pytest.mark.slow
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
-    """SIGKILL a run once it has checkpointed mid-way; resuming must end bit-identical to an uninterrupted run."""
-    ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(_train_cmd(ref), check=True, env=_env(), capture_output=True, timeout=300)
-
-    proc = subprocess.Popen(_train_cmd(cut), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (cut / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    killed_at = load_checkpoint(cut / "last.pt")["step"]
-    final_steps = load_checkpoint(ref / "last.pt")["step"]
-    assert 0 < killed_at < final_steps
-
-    subprocess.run(_train_cmd(cut, "--resume"), check=True, env=_env(), capture_output=True, timeout=300)
-    a, b = load_checkpoint(ref / "last.pt"), load_checkpoint(cut / "last.pt")
-    assert a["step"] == b["step"] == final_steps
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    evals = [[json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if "top1" in x] for d in (ref, cut)]
-    assert [e["top1"] for e in evals[0]] == [e["top1"] for e in evals[1]]
+    assert_resume_after_kill_matches(cmd, tmp_path)
+    evals = [
+        [json.loads(x)["top1"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines() if "top1" in x]
+        for d in ("ref", "cut")
+    ]
+    assert evals[0] == evals[1]
 
 
 def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
@@ -137,7 +109,7 @@ def test_torchrun_two_processes_stay_in_step(tmp_path: Path) -> None:
         "--out-dir",
         str(tmp_path),
     ]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     evals = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if "param_digests" in x]
     assert len(evals) == 2

@@ -33,12 +33,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig
     from ..modeling import build_model, load_weights
+    from ..quant import qat  # noqa: F401 - registers the "qat" recipe
     from ..training import evaluate, load_bundle, load_checkpoint
-    from ..training.distributed import resolve_device
+    from ..training.distributed import DistEnv, resolve_device
+    from ..training.recipe import RECIPES, Recipe
 
+    recipe_cls: type[Recipe] = Recipe
     if args.checkpoint is not None:
         ckpt = load_checkpoint(args.checkpoint)
-        config = TrainConfig.from_dict(ckpt["config"])
+        recipe_cls = RECIPES[ckpt.get("recipe", "float")]
+        config = recipe_cls.config_class.from_dict(ckpt["config"])
         state = ckpt["model"]
     elif args.model and args.weights:
         config, state = TrainConfig(model=args.model, data=args.data or "digits"), None
@@ -46,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
         raise ToolchainError("give a checkpoint, or --model and --weights")
     config = config.replace(data=args.data or config.data, data_dir=args.data_dir or config.data_dir, subset=None)
     bundle = load_bundle(config)
-    model = build_model(config.model, bundle, config.model_args)
-    if state is not None:
-        model.load_state_dict(state)
-    else:
-        load_weights(model, args.weights)
     device = resolve_device(args.device)
+    if state is None:
+        model = load_weights(build_model(config.model, bundle, config.model_args), args.weights)
+    else:  # rebuild the model the way its training phase did (e.g. prepare_qat), then load its state
+        model = recipe_cls(config, float_weights=False).build(bundle, DistEnv(0, 1, 0, device))
+        model.load_state_dict(state)
     metrics = evaluate(model.to(device), bundle.test, bundle.task, device, args.batch_size, progress=True)
     result: dict[str, object] = {"model": config.model, "data": config.data, **metrics}
     if args.json:

@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime import ToolchainError
 
-from . import demo, eval_cmd, info, train_cmd
+from . import demo, eval_cmd, info, qat_cmd, train_cmd
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -22,6 +22,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: dict[str, Any] = {
     "demo": demo,
     "train": train_cmd,
+    "qat": qat_cmd,
     "eval": eval_cmd,
     "models": info.models_command,
     "data": info.data_command,

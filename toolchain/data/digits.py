@@ -26,11 +26,10 @@ def load_digits(data_dir: str | None = None, subset: int | None = None) -> DataB
     order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
     n_test = round(len(images) * TEST_FRACTION)
     test_idx, train_idx = order[:n_test], order[n_test:]
+    x_train = torch.from_numpy(images[train_idx]).float()  # statistics of the whole split, whatever the subset
+    mean, std = float(x_train.mean() / 255), float(x_train.std() / 255)
     if subset is not None:
         train_idx = train_idx[:subset]
-    x_train = torch.from_numpy(images[train_idx])
-    mean = float(x_train.float().mean() / 255)
-    std = float(x_train.float().std() / 255)
 
     def source(idx: np.ndarray) -> ArraySource:
         return ArraySource(torch.from_numpy(images[idx]), torch.from_numpy(labels[idx]), mean, std, pad=1)

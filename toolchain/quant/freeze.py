@@ -13,6 +13,7 @@ become per-channel steps after folding.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -85,6 +86,7 @@ def freeze(model: fx.GraphModule) -> FrozenModel:
     if not isinstance(model, fx.GraphModule):
         raise ToolchainError("freeze expects a model returned by prepare_qat")
     frozen = FrozenModel()
+    layer: Any
     for name, layer in model.named_modules():
         if not isinstance(layer, QUANT_WEIGHT_TYPES):
             continue
@@ -100,7 +102,7 @@ def freeze(model: fx.GraphModule) -> FrozenModel:
         if bn is not None:
             if kind != "conv":
                 raise ToolchainError(f"batch norm {bn[0]} after {kind} layer {name} cannot be folded")
-            bn_name, norm = bn
+            bn_name, norm = bn[0], cast(Any, bn[1])
             scale = norm.weight.detach().cpu() / torch.sqrt(norm.running_var.cpu() + norm.eps)
             levels = levels * torch.sign(scale).view(-1, *([1] * (w.ndim - 1)))
             step_c = step_c * scale.abs()

@@ -57,7 +57,8 @@ class ActQuant(nn.Module):
 
     @property
     def _threshold(self) -> nn.Parameter:
-        return self.quant.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value
+        quant: Any = self.quant  # Brevitas builds these attributes by dependency injection
+        return quant.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value
 
     def step(self) -> torch.Tensor:
         """Current step Δ (threshold / largest level)."""
@@ -80,13 +81,13 @@ class ActQuant(nn.Module):
         return f"bits={self.bits}, signed={self.signed}"
 
 
-def weight_step(layer: nn.Module) -> torch.Tensor:
+def weight_step(layer: Any) -> torch.Tensor:
     """The step δ of a quant weight layer (scalar, or per output channel shaped for broadcasting)."""
     threshold = layer.weight_quant.tensor_quant.scaling_impl.value
     return threshold.abs() / max_level(weight_bits(layer))
 
 
-def weight_bits(layer: nn.Module) -> int:
+def weight_bits(layer: Any) -> int:
     return int(layer.weight_quant.bit_width())
 
 
@@ -182,7 +183,7 @@ def _rule(gm: fx.GraphModule, node: fx.Node) -> Rule | None:
     return None
 
 
-def _swap_weighted(float_layer: nn.Module, bits: int, per_channel: bool) -> nn.Module:
+def _swap_weighted(float_layer: Any, bits: int, per_channel: bool) -> nn.Module:
     """Brevitas twin of a Conv2d/ConvTranspose2d/Linear with the same weights and an MSQE-optimal step."""
     w = float_layer.weight.detach()
     transposed = isinstance(float_layer, nn.ConvTranspose2d)
@@ -246,7 +247,7 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> fx.GraphModule:
     nodes = list(gm.graph.nodes)
     rules = {n: _rule(gm, n) for n in nodes}
 
-    weighted = [n for n in nodes if rules[n] is not None and rules[n].kind == "weighted"]
+    weighted = [n for n in nodes if (r := rules[n]) is not None and r.kind == "weighted"]
     for i, node in enumerate(weighted):
         name = str(node.target)
         bits = _weight_bits_for(name, i, len(weighted), config)
@@ -262,6 +263,7 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> fx.GraphModule:
             continue
         if rule is None:
             continue
+        assert rule is not None
         if rule.kind == "act":
             unsigned[node] = True
         elif rule.kind == "keep":

@@ -20,6 +20,7 @@ balance, ``α₀ = log(λ / R_n(W₀))``. Modes, through the same code path:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,7 +48,7 @@ class MSQERegularizer(nn.Module):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self._layers = [m for _, m in quant_weight_layers(model)]
+        self._layers: list[Any] = [m for _, m in quant_weight_layers(model)]
         if not self._layers:
             raise ValueError("the model has no quantized weight layers; call prepare_qat first")
         self.lam, self.mode, self.step_grad = lam, mode, step_grad

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -63,18 +64,19 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def param_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer's bytes, in state-dict order: equal digests mean identical models."""
+def param_digest(model: nn.Module, extra: dict[str, Any] | None = None) -> str:
+    """SHA-256 of every parameter and buffer's bytes (and of ``extra``'s tensors): equal digests, identical state."""
     h = hashlib.sha256()
-    for name, t in model.state_dict().items():
+    tensors = {**model.state_dict(), **{k: v for k, v in (extra or {}).items() if isinstance(v, torch.Tensor)}}
+    for name, t in tensors.items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
-def gather_digests(model: nn.Module, env: DistEnv) -> list[str]:
+def gather_digests(model: nn.Module, env: DistEnv, extra: dict[str, Any] | None = None) -> list[str]:
     """Every process's :func:`param_digest` (a one-element list in a single process)."""
-    digest = param_digest(model)
+    digest = param_digest(model, extra)
     if not env.distributed:
         return [digest]
     out: list[str] = [""] * env.world

@@ -25,10 +25,10 @@ from runtime import ToolchainError
 
 from ..config import TrainConfig
 from ..data import BatchSource, DataBundle, load_dataset
-from ..modeling import build_model
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from .distributed import DistEnv, gather_digests, init_distributed, shutdown_distributed
-from .optim import build_optimizer, param_groups, warmup_cosine
+from .optim import build_optimizer, warmup_cosine
+from .recipe import Recipe
 from .tasks import TASKS
 
 __all__ = ["MetricsLog", "evaluate", "load_bundle", "train"]
@@ -39,14 +39,17 @@ class MetricsLog:
 
     def __init__(self, path: Path, enabled: bool, resume_step: int | None = None) -> None:
         self.path, self.enabled = path, enabled
+        self.records: list[dict[str, Any]] = []
         if enabled and resume_step is not None and path.exists():
             kept = [ln for ln in path.read_text().splitlines() if json.loads(ln).get("step", 0) <= resume_step]
             path.write_text("".join(ln + "\n" for ln in kept))
+            self.records = [json.loads(ln) for ln in kept]
         elif enabled:
             path.write_text("")
 
     def write(self, **record: Any) -> None:
         if self.enabled:
+            self.records.append(record)
             with self.path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
 
@@ -84,23 +87,29 @@ def evaluate(
     return {**{k: v / max(n, 1) for k, v in sums.items()}, "n": n}
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) float training; returns the final evaluation and run facts. Writes into ``config.out_dir``."""
+def train(
+    config: TrainConfig, *, resume: bool = False, progress: bool = True, recipe: Recipe | None = None
+) -> dict[str, Any]:
+    """Run (or resume) a training phase; returns the final evaluation and run facts. Writes into ``config.out_dir``.
+
+    ``recipe`` defaults to float training; quant-aware training passes a :class:`toolchain.quant.qat.QATRecipe`.
+    A config with ``epochs == 0`` only builds (e.g. calibrates), evaluates and checkpoints the model.
+    """
     env = init_distributed(config.device)
     try:
-        return _train(config, env, resume, progress)
+        return _train(config, env, resume, progress, recipe or Recipe(config))
     finally:
         shutdown_distributed()
 
 
-def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool) -> dict[str, Any]:
+def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool, recipe: Recipe) -> dict[str, Any]:
     out = Path(config.out_dir)
     ckpt_path = out / "last.pt"
     ckpt = None
     if resume:
         ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
         if ckpt is not None and ckpt["config"] != config.to_dict():
-            saved = TrainConfig.from_dict(ckpt["config"])
+            saved = type(config).from_dict(ckpt["config"])
             diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items() if getattr(config, k) != v}
             raise ToolchainError(f"--resume: {ckpt_path} was made with a different config: {diff}")
     if env.is_main:
@@ -110,17 +119,19 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool) -> d
     torch.manual_seed(config.seed)
     bundle = load_bundle(config)
     task = TASKS[bundle.task]
-    model = build_model(config.model, bundle, config.model_args).to(env.device)
-    optimizer = build_optimizer(config.optimizer, param_groups(model, config.weight_decay), config.lr, config.momentum)
+    model = recipe.build(bundle, env)
+    if ckpt is not None:  # before the optimizer exists: some Brevitas modules replace parameters when loading
+        model.load_state_dict(ckpt["model"])
+        recipe.load_state_dict(ckpt.get("recipe_state", {}))
+    optimizer = build_optimizer(config.optimizer, recipe.param_groups(model), config.lr, config.momentum)
     steps_per_epoch = bundle.train.steps(config.batch_size, world=env.world)
-    total = steps_per_epoch * config.epochs
+    total = max(1, steps_per_epoch * config.epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(total, int(config.warmup_epochs * steps_per_epoch))
     )
 
     start_epoch, skip, step = 0, 0, 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, skip, step = ckpt["epoch"], ckpt["epoch_step"], ckpt["step"]
@@ -140,12 +151,18 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool) -> d
                 epoch_step=ep_step,
                 step=step,
                 config=config.to_dict(),
+                recipe=recipe.name,
+                recipe_state=recipe.state_dict(),
                 task=bundle.task,
                 model_name=config.model,
                 class_names=bundle.class_names,
             )
 
-    start, result = time.time(), {}
+    start = time.time()
+    result = evaluate(model, bundle.test, bundle.task, env.device) if config.epochs == 0 else {}
+    if config.epochs == 0:
+        log.write(step=0, epoch=0, phase="eval", **result, **recipe.eval_extras())
+        checkpoint(0, 0)
     for epoch in range(start_epoch, config.epochs):
         net.train()
         bar = tqdm(
@@ -166,8 +183,11 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool) -> d
         )
         for ep_step, (x, y) in enumerate(bar, start=skip):
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
+            logged = (step + 1) % config.log_every == 0
             with autocast:
-                loss = task.loss(net(x).float(), y, config.label_smoothing)
+                task_loss = task.loss(net(x).float(), y, config.label_smoothing)
+            extra, fields = recipe.penalty(logged)
+            loss = task_loss if extra is None else task_loss + extra
             if not torch.isfinite(loss):
                 raise ToolchainError(f"loss became {loss.item()} at step {step}; lower --lr or check the data")
             optimizer.zero_grad(set_to_none=True)
@@ -175,15 +195,16 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool) -> d
             optimizer.step()
             scheduler.step()
             step += 1
-            if step % config.log_every == 0:
-                log.write(step=step, epoch=epoch, loss=loss.item(), lr=scheduler.get_last_lr()[0])
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if logged:
+                log.write(step=step, epoch=epoch, loss=task_loss.item(), lr=scheduler.get_last_lr()[0], **fields)
+                bar.set_postfix(loss=f"{task_loss.item():.4f}")
             if config.save_every and step % config.save_every == 0 and ep_step + 1 < steps_per_epoch:
                 checkpoint(epoch, ep_step + 1)
         skip = 0
         result = evaluate(model, bundle.test, bundle.task, env.device)
-        digests = gather_digests(model, env)
+        digests = gather_digests(model, env, recipe.state_dict())
         record = {
+            **recipe.eval_extras(),
             "step": step,
             "epoch": epoch + 1,
             "phase": "eval",
@@ -196,8 +217,10 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool) -> d
         if env.is_main and progress:
             tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
         checkpoint(epoch + 1, 0)
+    extras = recipe.finish(out, model, log.records) if env.is_main else {}
     return {
         **result,
+        **extras,
         "out_dir": str(out),
         "steps": step,
         "model": config.model,

@@ -1,0 +1,164 @@
+"""Quant-aware training end to end on tiny settings: CLI, plots, PTQ, resume, baselines, distributed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import assert_resume_after_kill_matches, subprocess_env
+from toolchain.config import TrainConfig
+from toolchain.quant.qat import QATConfig, QATRecipe
+from toolchain.training import load_checkpoint, train
+
+
+@pytest.fixture(scope="module")
+def float_ckpt(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("float")
+    train(TrainConfig(out_dir=str(out), epochs=8), progress=False)
+    return out / "last.pt"
+
+
+def _qat(float_ckpt: Path, out: Path, **kw) -> dict:
+    config = QATConfig(float_checkpoint=str(float_ckpt), out_dir=str(out), **{"epochs": 1, "subset": 256, **kw})
+    return train(config, recipe=QATRecipe(config), progress=False)
+
+
+def test_qat_cli_writes_metrics_and_plots(cli, float_ckpt: Path, tmp_path: Path) -> None:
+    done = cli(
+        "qat",
+        "--float-checkpoint",
+        str(float_ckpt),
+        "--wbits",
+        "2",
+        "--abits",
+        "4",
+        "--lam",
+        "0.1",
+        "--epochs",
+        "2",
+        "--subset",
+        "512",
+        "--no-progress",
+        "--json",
+        "--out-dir",
+        str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["top1"] > 50 and 0 < result["near_level_share"] <= 1
+    steps = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    per_step = [r for r in steps if "msqe" in r]
+    assert len(per_step) == 2 * 16  # log_every=1: every step logs α, e^α, R_n and the task loss
+    assert {"alpha", "coef", "msqe", "loss"} <= set(per_step[0])
+    assert per_step[0]["coef"] * per_step[0]["msqe"] == pytest.approx(0.1, rel=0.05)  # starts at balance
+    for png in ("convergence.png", "weights.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    evald = cli("eval", str(tmp_path / "last.pt"), "--json")
+    assert evald.returncode == 0, evald.stderr[-2000:]
+    assert json.loads(evald.stdout.strip().splitlines()[-1])["top1"] == pytest.approx(result["top1"])
+
+
+def test_qat_help_documents_every_option(cli) -> None:
+    import dataclasses
+
+    text = cli("qat", "--help").stdout
+    for field in dataclasses.fields(QATConfig):
+        assert "--" + field.name.replace("_", "-") in text
+
+
+def test_post_training_quantization_is_epochs_zero(float_ckpt: Path, tmp_path: Path) -> None:
+    result = _qat(float_ckpt, tmp_path, epochs=0, wbits=8, abits=8)
+    assert result["steps"] == 0 and result["top1"] > 90  # W8A8 PTQ keeps LeNet's accuracy on digits
+    assert load_checkpoint(tmp_path / "last.pt")["recipe"] == "qat"
+
+
+def test_alpha_rises_as_msqe_falls(float_ckpt: Path, tmp_path: Path) -> None:
+    """The paper's convergence picture on a small run: R_n falls, the learned coefficient rises."""
+    _qat(float_ckpt, tmp_path, wbits=2, abits=8, lam=1.0, epochs=3, subset=None)
+    recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"msqe"' in x]
+    first, last = recs[0], recs[-1]
+    assert last["msqe"] < first["msqe"] and last["alpha"] > first["alpha"]
+
+
+def test_baselines_share_the_code_path(float_ckpt: Path, tmp_path: Path) -> None:
+    results = {reg: _qat(float_ckpt, tmp_path / reg, reg=reg, wbits=3) for reg in ("none", "fixed", "msqe")}
+    alphas = {
+        reg: [
+            json.loads(x)["alpha"]
+            for x in (tmp_path / reg / "metrics.jsonl").read_text().splitlines()
+            if '"alpha"' in x and '"msqe"' in x
+        ]
+        for reg in results
+    }
+    assert len(set(alphas["fixed"])) == 1 and len(set(alphas["none"])) == 1  # α frozen
+    assert len(set(alphas["msqe"])) > 1  # α learned
+
+
+def test_qat_requires_a_float_checkpoint(tmp_path: Path) -> None:
+    from runtime import ToolchainError
+
+    config = QATConfig(out_dir=str(tmp_path), epochs=1)
+    with pytest.raises(ToolchainError, match="--float-checkpoint"):
+        train(config, recipe=QATRecipe(config), progress=False)
+
+
+@pytest.mark.slow
+def test_qat_resume_after_kill_matches_uninterrupted_run(float_ckpt: Path, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "toolchain",
+        "qat",
+        "--float-checkpoint",
+        str(float_ckpt),
+        "--wbits",
+        "3",
+        "--epochs",
+        "2",
+        "--subset",
+        "512",
+        "--save-every",
+        "3",
+        "--no-progress",
+    ]
+    a, b = assert_resume_after_kill_matches(cmd, tmp_path)
+    assert torch.equal(a["recipe_state"]["regularizer"]["alpha"], b["recipe_state"]["regularizer"]["alpha"])
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_qat_under_torchrun_keeps_alpha_and_steps_identical(float_ckpt: Path, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "toolchain",
+        "qat",
+        "--float-checkpoint",
+        str(float_ckpt),
+        "--wbits",
+        "2",
+        "--lam",
+        "1",
+        "--epochs",
+        "2",
+        "--subset",
+        "256",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out-dir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    evals = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if "param_digests" in x]
+    assert len(evals) == 2 and all(len(e["param_digests"]) == 2 and e["ranks_in_step"] for e in evals)

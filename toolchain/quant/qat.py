@@ -1,0 +1,166 @@
+"""Quant-aware training (and post-training quantization) as a recipe of the shared training loop.
+
+Build: the float model (registry name + ``float_checkpoint``, a toolchain checkpoint or plain state dict) →
+``prepare_qat`` → activation steps from ``calib_batches`` un-augmented training batches. Train: the task loss on the
+quantized forward pass plus the MSQE penalty ``e^α R_n − λα`` (``reg = msqe``), ``e^{α₀} R_n`` (``fixed``) or nothing
+(``none``). Parameter groups: weights with weight decay; biases, batch norm and the learned steps without; α alone,
+with its own learning rate and no decay. ``epochs = 0`` is post-training quantization: calibrate, evaluate, save.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from runtime import ToolchainError
+
+from ..config import TrainConfig, opt
+from ..data import DataBundle
+from ..modeling import build_model, load_weights
+from ..training.distributed import DistEnv
+from ..training.recipe import Recipe, register_recipe
+from .config import QuantConfig
+from .prepare import calibrate, prepare_qat, weight_bits, weight_step
+from .regularizer import MODES, MSQERegularizer, quant_weight_layers
+
+__all__ = ["QATConfig", "QATRecipe"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QATConfig(QuantConfig, TrainConfig):
+    """A quant-aware training run: a float training config plus quantization and regularizer settings."""
+
+    float_checkpoint: str | None = opt(None, "float starting point: toolchain checkpoint or plain state dict")
+    reg: str = opt(
+        "msqe", "regularizer: msqe (learnable coefficient), fixed (α frozen at α₀), none (plain QAT)", choices=MODES
+    )
+    lam: float = opt(1e-3, "λ, in units of the loss: at balance the penalty e^α·R_n equals λ")
+    alpha_lr: float = opt(1e-2, "learning rate of α relative to λ (its group's rate is alpha_lr/λ; no weight decay)")
+    step_grad: bool = opt(False, "let the regularizer's gradient reach the weight steps δ")
+    plot_layer: str | None = opt(None, "layer whose weight histogram is plotted (default: the largest inner one)")
+    out_dir: str = opt("runs/qat", "output folder: config.toml, metrics.jsonl, last.pt, plots")
+    epochs: int = opt(3, "QAT epochs (0: post-training quantization only)")
+    lr: float = opt(0.01, "peak learning rate")
+    log_every: int = opt(1, "write a step record (α, e^α, R_n, task loss) every N steps")
+
+    @classmethod
+    def min_epochs(cls) -> int:
+        return 0
+
+    def __post_init__(self) -> None:
+        TrainConfig.__post_init__(self)
+        QuantConfig.__post_init__(self)
+        self._check_choice("reg", MODES)
+        self._check(self.lam > 0 and math.isfinite(self.lam), f"lam must be a positive number, got {self.lam}")
+        self._check(self.alpha_lr >= 0, "alpha_lr must be ≥ 0")
+
+
+@register_recipe("qat")
+class QATRecipe(Recipe):
+    """Quant-aware training with the MSQE regularizer (see the module docstring).
+
+    ``float_weights=False`` skips loading the float checkpoint (used when a QAT checkpoint's state follows).
+    """
+
+    config: QATConfig
+    config_class = QATConfig
+
+    def __init__(self, config: QATConfig, float_weights: bool = True) -> None:
+        super().__init__(config)
+        self.float_weights = float_weights
+        self.regularizer: MSQERegularizer | None = None
+        self.initial: dict[str, torch.Tensor] = {}
+
+    def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
+        c = self.config
+        model = build_model(c.model, bundle, c.model_args)
+        if self.float_weights:
+            if c.float_checkpoint is None:
+                raise ToolchainError("QAT needs --float-checkpoint (a float checkpoint or state dict to start from)")
+            load_weights(model, c.float_checkpoint)
+        qat = prepare_qat(model.to(env.device), c).to(env.device)
+        # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
+        batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
+        calibrate(qat, (x.to(env.device) for x, _ in _take(batches, c.calib_batches)))
+        self.regularizer = MSQERegularizer(qat, c.lam, c.reg, c.step_grad).to(env.device)
+        self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
+        self.initial = _snapshot(qat, self.layer)
+        return qat
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 and "scaling_impl" not in name else no_decay).append(p)
+        assert self.regularizer is not None
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if self.regularizer.alpha.requires_grad:
+            # ∂C/∂α = λ (e^α R_n / λ − 1) scales with λ; dividing the rate by λ makes α relax towards balance at
+            # a speed that does not depend on λ.
+            alpha_lr = self.config.alpha_lr / self.config.lam
+            groups.append({"params": [self.regularizer.alpha], "weight_decay": 0.0, "lr": alpha_lr})
+        return groups
+
+    def penalty(self, logged: bool) -> tuple[torch.Tensor | None, dict[str, float]]:
+        reg = self.regularizer
+        assert reg is not None
+        if reg.mode == "none" and not logged:
+            return None, {}
+        term, r = reg()
+        if not logged:
+            return term, {}
+        alpha = reg.alpha.item()
+        return term, {"alpha": alpha, "coef": math.exp(alpha), "msqe": float(r)}
+
+    def eval_extras(self) -> dict[str, float]:
+        assert self.regularizer is not None
+        return {"near_level_share": self.regularizer.near_level_share(), "alpha": self.regularizer.alpha.item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"regularizer": self.regularizer.state_dict()} if self.regularizer is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.regularizer is not None and "regularizer" in state:
+            self.regularizer.load_state_dict(state["regularizer"])
+
+    def finish(self, out_dir: Path, model: nn.Module, records: list[dict[str, Any]]) -> dict[str, Any]:
+        from ..reports.plots import plot_convergence, plot_weight_histogram
+
+        paths = [plot_convergence(records, out_dir / "convergence.png", self.config)]
+        final = _snapshot(model, self.layer)
+        if self.initial:
+            paths.append(plot_weight_histogram(self.initial, final, self.layer, out_dir / "weights.png"))
+        assert self.regularizer is not None
+        return {"plots": [str(p) for p in paths], "near_level_share": self.regularizer.near_level_share()}
+
+
+def _take(iterator, n: int):
+    for i, item in enumerate(iterator):
+        if i >= n:
+            break
+        yield item
+
+
+def _largest_inner_layer(model: nn.Module, bits: int) -> str:
+    layers: list[tuple[str, Any]] = [(n, m) for n, m in quant_weight_layers(model) if weight_bits(m) == bits]
+    layers = layers or quant_weight_layers(model)
+    return max(layers, key=lambda nm: nm[1].weight.numel())[0]
+
+
+@torch.no_grad()
+def _snapshot(model: nn.Module, layer_name: str) -> dict[str, torch.Tensor]:
+    """Weights of one layer in units of their step (w/δ) and its bit-width: levels sit at the integers."""
+    layer: Any = model.get_submodule(layer_name)
+    return {
+        "w_over_step": (layer.weight / weight_step(layer)).flatten().cpu().clone(),
+        "bits": torch.tensor(weight_bits(layer)),
+    }

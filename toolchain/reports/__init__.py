@@ -1,0 +1,1 @@
+"""Reports: plots (PNG) and tables written next to a run's artefacts."""

@@ -1,0 +1,72 @@
+"""PNG plots of a quant-aware run: the paper's convergence picture and weight histograms against their levels.
+
+Rendered with matplotlib's Agg backend (no display needed) and written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runtime import atomic_write_bytes
+
+__all__ = ["plot_convergence", "plot_weight_histogram"]
+
+
+def _figure(rows: int, cols: int, size: tuple[float, float]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(rows, cols, figsize=size, constrained_layout=True)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_convergence(records: list[dict[str, Any]], path: Path, config: Any = None) -> Path:
+    """α, e^α, R_n and the task loss over training steps (one panel each; log scale where it helps)."""
+    steps = [r for r in records if "msqe" in r]
+    plt, fig, axes = _figure(2, 2, (10, 6.5))
+    series = [
+        ("alpha", "α", False),
+        ("coef", "coefficient e^α", True),
+        ("msqe", "MSQE R_n", True),
+        ("loss", "task loss", False),
+    ]
+    for ax, (key, label, log) in zip(axes.flat, series):
+        xs = [r["step"] for r in steps if key in r]
+        ys = [r[key] for r in steps if key in r]
+        ax.plot(xs, ys, lw=1)
+        ax.set_title(label)
+        ax.set_xlabel("step")
+        if log and ys and min(ys) > 0:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    if config is not None:
+        fig.suptitle(f"{config.model}: W{config.wbits}A{config.abits}, reg={config.reg}, λ={config.lam:g}")
+    return _save(plt, fig, path)
+
+
+def plot_weight_histogram(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], layer: str, path: Path) -> Path:
+    """Histogram of w/δ at the start and end of training; the quantization levels are the integers."""
+    bits = int(start["bits"])
+    lim = 2 ** (bits - 1) - 1
+    plt, fig, axes = _figure(1, 2, (11, 4))
+    for ax, (title, snap) in zip(axes, (("start", start), ("end", end))):
+        values = snap["w_over_step"].clamp(-lim - 1.5, lim + 1.5).numpy()
+        ax.hist(values, bins=min(400, 60 * (2 * lim + 3)), color="tab:blue")
+        for level in range(-lim, lim + 1):
+            ax.axvline(level, color="tab:red", lw=0.6, alpha=0.6)
+        ax.set_title(f"{layer}: w/δ at the {title} ({bits}-bit, levels in red)")
+        ax.set_xlabel("w / δ")
+        ax.set_yscale("log")
+    return _save(plt, fig, path)

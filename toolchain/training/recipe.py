@@ -1,0 +1,69 @@
+"""Recipes: what a training phase builds and adds to the shared loop (float training is the base recipe).
+
+The loop (:mod:`toolchain.training.loop`) owns data, optimisation, checkpoints, logging and distribution. A recipe
+supplies only what differs between phases: how the model is built, the parameter groups, an extra loss term with
+its log fields, extra state to checkpoint, and what to write when training ends. Recipes register by name so that
+a checkpoint can say which recipe rebuilds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..data import DataBundle
+from ..modeling import build_model
+from .distributed import DistEnv
+from .optim import param_groups
+
+__all__ = ["RECIPES", "Recipe", "register_recipe"]
+
+RECIPES: dict[str, type[Recipe]] = {}
+
+
+def register_recipe(name: str):
+    def deco(cls: type[Recipe]) -> type[Recipe]:
+        cls.name = name
+        RECIPES[name] = cls
+        return cls
+
+    return deco
+
+
+@register_recipe("float")
+class Recipe:
+    """Float training: the registry model, decay on weights only, no extra loss."""
+
+    name = "float"
+    config_class: type[TrainConfig] = TrainConfig
+
+    def __init__(self, config: TrainConfig, float_weights: bool = True) -> None:
+        self.config = config
+
+    def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
+        return build_model(self.config.model, bundle, self.config.model_args).to(env.device)
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        return param_groups(model, self.config.weight_decay)
+
+    def penalty(self, logged: bool) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """Extra loss term added to the task loss, and scalars to log (computed when ``logged`` or needed)."""
+        return None, {}
+
+    def eval_extras(self) -> dict[str, float]:
+        """Scalars added to each epoch's evaluation record."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, out_dir: Path, model: nn.Module, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Called on the main process after the last epoch; returns facts added to the result."""
+        return {}
