@@ -23,10 +23,13 @@ def test_parser_rejects_unknown_command() -> None:
 
 
 def test_demo_runs_the_main_job(cli, tmp_path: Path) -> None:
-    done = cli("demo", "--out-dir", str(tmp_path), "--epochs", "2")
-    assert done.returncode == 0, done.stderr
-    assert "| float | lenet5 | digits |" in done.stdout
-    assert (tmp_path / "float" / "last.pt").is_file()
+    done = cli("demo", "--out-dir", str(tmp_path), "--epochs", "8", "--qat-epochs", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "top-1" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["float", "PTQ", "QAT + MSQE"]
+    assert all(float(r.split("|")[3]) > 80 for r in rows)  # top-1 of each stage
+    for path in ("float/last.pt", "ptq/last.pt", "qat/last.pt", "qat/convergence.png", "qat/weights.png"):
+        assert (tmp_path / path).is_file(), path
 
 
 def test_train_then_eval_json(cli, tmp_path: Path) -> None:
