@@ -64,3 +64,17 @@ def test_list_commands(cli) -> None:
     assert "mobilenet_v2_small" in cli("models").stdout
     assert "shufflenet_v2_tiny" in cli("models", "shufflenet*", "--tag", "tiny").stdout
     assert "fashion-mnist" in cli("data").stdout
+
+
+def test_eval_plain_state_dict(cli, tmp_path: Path) -> None:
+    import torch
+
+    from toolchain.training import load_checkpoint
+
+    assert cli("train", "--epochs", "8", "--no-progress", "--out-dir", str(tmp_path)).returncode == 0
+    torch.save(load_checkpoint(tmp_path / "last.pt")["model"], tmp_path / "plain.pth")
+    done = cli("eval", "--model", "lenet5", "--weights", str(tmp_path / "plain.pth"), "--data", "digits", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["top1"] > 90
+    wrong = cli("eval", "--model", "mobilenet_v2_tiny", "--weights", str(tmp_path / "plain.pth"), "--data", "digits")
+    assert wrong.returncode == 2 and "do not fit the model" in wrong.stderr

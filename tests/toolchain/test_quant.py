@@ -193,3 +193,11 @@ def test_freeze_reports_activation_steps() -> None:
     inner = [a for n, a in frozen.acts.items() if n not in ("x_aq",) and a.bits == 4]
     assert inner and all(a.step > 0 and not a.signed for a in inner)
     assert frozen.weight_count() == sum(m.weight.numel() for _, m in quant_weight_layers(qat))
+
+
+@pytest.mark.parametrize("step_grad", [False, True])
+def test_step_gradient_through_the_regularizer_is_a_choice(step_grad: bool) -> None:
+    qat = prepare_qat(create_model("lenet5_tiny"), QuantConfig(wbits=3))
+    MSQERegularizer(qat, lam=1.0, step_grad=step_grad).msqe().backward()
+    grads = [layer.weight_quant.tensor_quant.scaling_impl.value.grad for _, layer in quant_weight_layers(qat)]
+    assert all((g is not None and g.abs().sum() > 0) == step_grad for g in grads)
