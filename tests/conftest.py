@@ -73,3 +73,35 @@ def assert_resume_after_kill_matches(cmd: list[str], out_root: Path) -> tuple[di
     assert a["step"] == b["step"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     return a, b
+
+
+def toolchain_cmd(*args: str) -> list[str]:
+    """``python -m toolchain ARGS`` as an argument list."""
+    return [sys.executable, "-m", "toolchain", *args]
+
+
+def torchrun_two_processes_in_step(out: Path, *args: str) -> list[dict]:
+    """Run ``torchrun --nproc_per_node=2 -m toolchain ARGS --out-dir OUT`` on CPU; assert that it succeeds and that at
+    every epoch both processes report identical parameter digests. Returns the epoch records."""
+    import json
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "toolchain",
+        *args,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out-dir",
+        str(out),
+    ]
+    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "param_digests" in x]
+    assert evals and all(len(e["param_digests"]) == 2 and e["ranks_in_step"] is True for e in evals)
+    return evals

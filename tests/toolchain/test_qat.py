@@ -1,14 +1,12 @@
 """Quant-aware training end to end on tiny settings: CLI, plots, PTQ, resume, baselines, distributed."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import assert_resume_after_kill_matches, subprocess_env
+from tests.conftest import assert_resume_after_kill_matches, toolchain_cmd, torchrun_two_processes_in_step
 from toolchain.config import TrainConfig
 from toolchain.quant.qat import QATConfig, QATRecipe
 from toolchain.training import load_checkpoint, train
@@ -107,58 +105,14 @@ def test_qat_requires_a_float_checkpoint(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_qat_resume_after_kill_matches_uninterrupted_run(float_ckpt: Path, tmp_path: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "toolchain",
-        "qat",
-        "--float-checkpoint",
-        str(float_ckpt),
-        "--wbits",
-        "3",
-        "--epochs",
-        "2",
-        "--subset",
-        "512",
-        "--save-every",
-        "3",
-        "--no-progress",
-    ]
-    a, b = assert_resume_after_kill_matches(cmd, tmp_path)
+    args = ["qat", "--wbits", "3", "--epochs", "2", "--subset", "512", "--save-every", "3", "--no-progress"]
+    a, b = assert_resume_after_kill_matches(toolchain_cmd(*args, "--float-checkpoint", str(float_ckpt)), tmp_path)
     assert torch.equal(a["recipe_state"]["regularizer"]["alpha"], b["recipe_state"]["regularizer"]["alpha"])
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_qat_under_torchrun_keeps_alpha_and_steps_identical(float_ckpt: Path, tmp_path: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "toolchain",
-        "qat",
-        "--float-checkpoint",
-        str(float_ckpt),
-        "--wbits",
-        "2",
-        "--lam",
-        "1",
-        "--epochs",
-        "2",
-        "--subset",
-        "256",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--out-dir",
-        str(tmp_path),
-    ]
-    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    evals = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if "param_digests" in x]
-    assert len(evals) == 2 and all(len(e["param_digests"]) == 2 and e["ranks_in_step"] for e in evals)
+    args = ["qat", "--wbits", "2", "--lam", "1", "--epochs", "2", "--subset", "256", "--batch-size", "16"]
+    evals = torchrun_two_processes_in_step(tmp_path, *args, "--float-checkpoint", str(float_ckpt))
+    assert len(evals) == 2

@@ -1,13 +1,11 @@
 """Float training: it learns, checkpoints atomically, resumes exactly after a kill, and runs under torchrun."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_resume_after_kill_matches, subprocess_env
+from tests.conftest import assert_resume_after_kill_matches, toolchain_cmd, torchrun_two_processes_in_step
 from toolchain.config import TrainConfig
 from toolchain.modeling import build_model
 from toolchain.training import CheckpointError, evaluate, load_bundle, load_checkpoint, train
@@ -56,20 +54,9 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
     """SIGKILL a run once it has checkpointed mid-way; resuming must end bit-identical to an uninterrupted run."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "toolchain",
-        "train",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "8",
-        "--save-every",
-        "5",
-        "--no-progress",
-    ]
-    assert_resume_after_kill_matches(cmd, tmp_path)
+    assert_resume_after_kill_matches(
+        toolchain_cmd(*["train", "--epochs", "3", "--batch-size", "8", "--save-every", "5", "--no-progress"]), tmp_path
+    )
     evals = [
         [json.loads(x)["top1"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines() if "top1" in x]
         for d in ("ref", "cut")
@@ -88,32 +75,9 @@ def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_torchrun_two_processes_stay_in_step(tmp_path: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "toolchain",
-        "train",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--subset",
-        "512",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--out-dir",
-        str(tmp_path),
-    ]
-    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    evals = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if "param_digests" in x]
+    evals = torchrun_two_processes_in_step(
+        tmp_path, *["train", "--epochs", "2", "--batch-size", "16", "--subset", "512"]
+    )
     assert len(evals) == 2
-    for record in evals:
-        assert len(record["param_digests"]) == 2 and record["ranks_in_step"] is True
     # 512 samples over 2 processes of batch 16: 16 steps per epoch, not the single-process 32.
     assert evals[-1]["step"] == 32

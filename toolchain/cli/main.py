@@ -21,8 +21,8 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 # Each value has HELP, add_arguments(parser), run(args) and a docstring (modules, or namespaces for small ones).
 COMMANDS: dict[str, Any] = {
     "demo": demo,
-    "train": train_cmd,
-    "qat": qat_cmd,
+    "train": train_cmd.command,
+    "qat": qat_cmd.command,
     "eval": eval_cmd,
     "models": info.models_command,
     "data": info.data_command,

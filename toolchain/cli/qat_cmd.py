@@ -8,44 +8,40 @@ weights within δ/10 of a level per epoch), last.pt, convergence.png, weights.pn
 
 Example:
   toolchain qat --model mobilenet_v2_small --model-args width_mult=0.5 --data fashion-mnist \\
-      --float-checkpoint runs/float/mbv2/last.pt --wbits 2 --abits 8 --reg msqe --lam 0.1 --epochs 3
+      --float-checkpoint runs/float/mbv2/last.pt --wbits 2 --abits 8 --reg msqe --lam 10 --epochs 3
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+from typing import Any
 
-from ..config import add_config_arguments, config_from_args
-
-HELP = "quant-aware training with the learnable MSQE regularizer (or post-training quantization)"
+from .training_cmd import TrainingCommand, metrics_text
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def _config_class() -> type:
     from ..quant.qat import QATConfig
 
-    add_config_arguments(p, QATConfig)
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-    p.add_argument("--json", action="store_true", help="print the final result as JSON")
+    return QATConfig
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..quant.qat import QATConfig, QATRecipe
-    from ..training import train
+def _recipe(config: Any) -> Any:
+    from ..quant.qat import QATRecipe
 
-    config = config_from_args(QATConfig, args)
-    assert isinstance(config, QATConfig)
-    result = train(config, resume=args.resume, progress=args.progress, recipe=QATRecipe(config))
-    if result["rank"] != 0:
-        return 0
-    if args.json:
-        print(json.dumps(result))
-    else:
-        metrics = ", ".join(f"{k}={result[k]:.2f}" for k in ("top1", "top5", "psnr") if k in result)
-        print(
-            f"{config.model} W{config.wbits}A{config.abits} reg={config.reg}: {metrics}, "
-            f"{100 * result['near_level_share']:.1f}% of weights within δ/10 of a level "
-            f"({result['wall_s']:.1f} s) -> {result['out_dir']}"
-        )
-    return 0
+    return QATRecipe(config)
+
+
+def _summary(config: Any, result: dict[str, Any]) -> str:
+    return (
+        f"{config.model} W{config.wbits}A{config.abits} reg={config.reg}: {metrics_text(result)}, "
+        f"{100 * result['near_level_share']:.1f}% of weights within δ/10 of a level "
+        f"({result['wall_s']:.1f} s) -> {result['out_dir']}"
+    )
+
+
+command = TrainingCommand(
+    "quant-aware training with the learnable MSQE regularizer (or post-training quantization)",
+    __doc__,
+    _config_class,
+    _recipe,
+    _summary,
+)

@@ -10,32 +10,27 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import json
+from typing import Any
 
-from ..config import TrainConfig, add_config_arguments, config_from_args
-
-HELP = "train a float model (resumable, distributed under torchrun)"
+from .training_cmd import TrainingCommand, metrics_text
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_config_arguments(p, TrainConfig)
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-    p.add_argument("--json", action="store_true", help="print the final result as JSON")
+def _config_class() -> type:
+    from ..config import TrainConfig
+
+    return TrainConfig
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..training import train
+def _recipe(config: Any) -> Any:
+    from ..training.recipe import Recipe
 
-    config = config_from_args(TrainConfig, args)
-    assert isinstance(config, TrainConfig)
-    result = train(config, resume=args.resume, progress=args.progress)
-    if result["rank"] != 0:
-        return 0
-    if args.json:
-        print(json.dumps(result))
-    else:
-        metrics = ", ".join(f"{k}={result[k]:.2f}" for k in ("top1", "top5", "psnr") if k in result)
-        print(f"{config.model} on {config.data}: {metrics} ({result['wall_s']:.1f} s) -> {result['out_dir']}")
-    return 0
+    return Recipe(config)
+
+
+def _summary(config: Any, result: dict[str, Any]) -> str:
+    return f"{config.model} on {config.data}: {metrics_text(result)} ({result['wall_s']:.1f} s) -> {result['out_dir']}"
+
+
+command = TrainingCommand(
+    "train a float model (resumable, distributed under torchrun)", __doc__, _config_class, _recipe, _summary
+)
