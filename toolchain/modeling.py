@@ -34,7 +34,7 @@ def build_model(name: str, bundle: DataBundle, model_args: dict[str, Any] | None
         "input_size": bundle.input_size,
         "scale": bundle.scale,
     }
-    kwargs = {k: facts[k] for k in spec.data_args}
+    kwargs = {k: facts[k] for k in spec.data_args if facts[k]}  # 0 = the data set does not say (e.g. unlabelled)
     try:
         return create_model(name, **{**kwargs, **(model_args or {})})
     except TypeError as e:

@@ -54,3 +54,39 @@ def test_imagenet_mobilenet_v2_classifies_chelsea_as_a_cat(imagenet_weights) -> 
     with torch.no_grad():
         top1 = model(x).argmax(1).item()
     assert 281 <= top1 <= 285, f"chelsea classified as ImageNet class {top1}, not a cat (281-285)"
+
+
+def test_imagenet_mobilenet_v2_post_training_quantization_keeps_the_cat(imagenet_weights, tmp_path) -> None:
+    """The ImageNet checkpoint reaches W8A8 through the PTQ path, calibrated on crops of scikit-image's photos."""
+    import skimage.data
+
+    from toolchain.data.image_folder import eval_transform
+    from toolchain.quant.qat import QATConfig, QATRecipe
+    from toolchain.training import train
+
+    config = QATConfig(
+        model="mobilenet_v2",
+        data="photos",
+        float_checkpoint=str(imagenet_weights),
+        epochs=0,
+        wbits=8,
+        abits=8,
+        batch_size=8,
+        calib_batches=2,
+        out_dir=str(tmp_path),
+    )
+    recipe = QATRecipe(config)
+    result = train(config, recipe=recipe, progress=False)
+    assert result["n"] == 0  # unlabelled photos: nothing to score, calibration only
+    model = recipe.regularizer._layers[0]  # any layer proves the model was prepared
+    assert type(model).__name__ == "QuantConv2d"
+    from toolchain.training import load_checkpoint
+    from toolchain.training.distributed import DistEnv
+    from toolchain.training.loop import load_bundle
+
+    qat = QATRecipe(config, float_weights=False).build(load_bundle(config), DistEnv(0, 1, 0, torch.device("cpu")))
+    qat.load_state_dict(load_checkpoint(tmp_path / "last.pt")["model"])
+    x = eval_transform(Image.fromarray(np.asarray(skimage.data.chelsea())))[None]
+    with torch.no_grad():
+        top1 = qat.eval()(x).argmax(1).item()
+    assert 281 <= top1 <= 285, f"W8A8 MobileNetV2 classified chelsea as {top1}"

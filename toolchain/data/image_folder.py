@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .registry import DataBundle, DataError, batch_seed, register_dataset, shard_order
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FolderSource", "eval_transform", "load_image", "to_tensor"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FolderSource", "PhotoSource", "eval_transform", "load_image", "to_tensor"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -171,4 +171,63 @@ def load_image_folder(
         input_size=image_size,
         num_classes=len(classes),
         class_names=classes,
+    )
+
+
+class PhotoSource:
+    """Unlabelled ImageNet-style crops of a fixed list of photos (label −1): calibration data for models whose
+    training data is not at hand. Training batches are seeded random-resized crops; evaluation uses centre crops."""
+
+    def __init__(self, images: list, size: int = 224, crops_per_epoch: int = 64) -> None:
+        self.images, self.size, self.crops = images, size, crops_per_epoch
+
+    def __len__(self) -> int:
+        return self.crops
+
+    def steps(self, batch_size: int, *, world: int = 1) -> int:
+        return -(-(self.crops // world) // batch_size)
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        epoch: int = 0,
+        seed: int = 0,
+        train: bool = False,
+        rank: int = 0,
+        world: int = 1,
+        skip: int = 0,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if not train:  # one centre crop per photo
+            for start in range(skip * batch_size, len(self.images), batch_size):
+                chunk = self.images[start : start + batch_size]
+                yield torch.stack([eval_transform(im, self.size) for im in chunk]), torch.full((len(chunk),), -1)
+            return
+        for step in range(skip, self.steps(batch_size, world=world)):
+            rng = np.random.default_rng(batch_seed(seed, epoch, (step + 1) * world + rank))
+            picks = rng.integers(len(self.images), size=batch_size)
+            x = torch.stack([train_transform(self.images[i], self.size, rng) for i in picks])
+            yield x, torch.full((batch_size,), -1)
+
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat")
+
+
+@register_dataset("photos", "scikit-image's colour photos as unlabelled ImageNet-style crops (calibration only)")
+def load_photos(
+    data_dir: str | None = None, subset: int | None = None, image_size: int = 224, crops_per_epoch: int = 64
+) -> DataBundle:
+    import skimage.data
+    from PIL import Image
+
+    images = [Image.fromarray(np.asarray(getattr(skimage.data, n)())[..., :3]) for n in PHOTOS[:subset]]
+    source = PhotoSource(images, image_size, crops_per_epoch)
+    return DataBundle(
+        "photos",
+        "classification",
+        source,
+        PhotoSource(images, image_size),
+        in_chans=3,
+        input_size=image_size,
+        num_classes=0,
     )

@@ -33,12 +33,19 @@ from models.layers import Add, ChannelShuffle, Concat
 from runtime import ToolchainError
 
 from .config import QuantConfig
-from .quantizers import LearnedIntAct, LearnedUintAct, LearnedWeight, max_level, msqe_optimal_step
+from .quantizers import (
+    LearnedIntAct,
+    LearnedUintAct,
+    LearnedWeight,
+    max_level,
+    msqe_optimal_step,
+    msqe_optimal_step_from_samples,
+)
 
 __all__ = ["QUANT_WEIGHT_TYPES", "ActQuant", "calibrate", "prepare_qat", "weight_bits", "weight_step"]
 
 QUANT_WEIGHT_TYPES = (QuantConv2d, QuantConvTranspose2d, QuantLinear)
-ACT_SAMPLES = 200_000  # values kept per quantizer per calibration batch
+ACT_SAMPLES = 65_536  # values kept per quantizer per calibration batch
 
 
 class ActQuant(nn.Module):
@@ -355,7 +362,7 @@ def calibrate(
         q._samples = []
         if not q.signed:
             values = values.clamp_min(0)
-        step = float(msqe_optimal_step(values, q.bits, per_channel=False, signed=q.signed))
+        step = msqe_optimal_step_from_samples(values, q.bits, q.signed)
         q.set_step(step)
         steps[name] = step
     model.train(was_training)

@@ -29,6 +29,7 @@ __all__ = [
     "check_bits",
     "max_level",
     "msqe_optimal_step",
+    "msqe_optimal_step_from_samples",
     "quantize_levels",
 ]
 
@@ -74,34 +75,73 @@ def quantize_levels(w: torch.Tensor, step: torch.Tensor, bits: int, signed: bool
 
 @torch.no_grad()
 def msqe_optimal_step(
-    w: torch.Tensor, bits: int, per_channel: bool = False, signed: bool = True, grid: int = 64, refine: int = 10
+    w: torch.Tensor,
+    bits: int,
+    per_channel: bool = False,
+    signed: bool = True,
+    grid: int = 64,
+    refine: int = 10,
+    max_samples: int = 65_536,
 ) -> torch.Tensor:
     """Step δ minimising ``Σ (w − Q(w; δ))²`` per tensor (shape ``()``) or per output channel (``(C, 1, …)``).
 
-    Used for weights (signed) and, on calibration samples, for activations (unsigned after ReLU).
+    Used for weights (signed) and, on calibration samples, for activations (unsigned after ReLU). Rows longer than
+    ``max_samples`` are estimated on a fixed random subset of their values (the largest magnitude always kept).
 
     A grid search over ``δ = c · max|w| / L``, ``c ∈ (0, 1]``, then Lloyd-style refinement: with the levels
     ``q`` fixed, the best step is ``Σ w q / Σ q²``, and re-deriving ``q`` from it never increases the error.
     """
     rows = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
     rows = rows.float()
+    if rows.shape[1] > max_samples:
+        keep = torch.randperm(rows.shape[1], generator=torch.Generator().manual_seed(0))[:max_samples]
+        peak = rows.abs().argmax(dim=1, keepdim=True)
+        rows = torch.cat([rows.gather(1, peak), rows[:, keep.to(rows.device)]], dim=1)
+    best = _best_step(rows, torch.ones_like(rows), bits, signed, grid, refine)
+    if per_channel:
+        return best.reshape(w.shape[0], *([1] * (w.ndim - 1)))
+    return best.reshape(())
+
+
+@torch.no_grad()
+def msqe_optimal_step_from_samples(values: torch.Tensor, bits: int, signed: bool, bins: int = 4096) -> float:
+    """MSQE-optimal step of a large sample (activations), computed on its histogram.
+
+    The values are binned into ``bins`` equal bins over their range; each bin centre stands for its count. With
+    ``bins ≫ 2^m`` the centre-rounding error is far below the quantization error being minimised.
+    """
+    values = values.float().flatten()
+    lo, hi = (float(values.min()), float(values.max())) if signed else (0.0, float(values.max()))
+    if hi <= lo:
+        return max(abs(hi), 1e-8) / max_level(bits, signed)
+    counts = torch.histc(values, bins=bins, min=lo, max=hi)
+    centres = lo + (torch.arange(bins, dtype=torch.float32) + 0.5) * (hi - lo) / bins
+    nonzero = counts > 0
+    return float(_best_step(centres[nonzero][None], counts[nonzero][None], bits, signed, 64, 10)[0])
+
+
+def _best_step(
+    rows: torch.Tensor, weights: torch.Tensor, bits: int, signed: bool, grid: int, refine: int
+) -> torch.Tensor:
+    """Per-row step minimising ``Σ weights · (rows − δ q)²`` (grid search, then Lloyd refinement)."""
     lim = max_level(bits, signed)
     amax = rows.abs().amax(dim=1).clamp_min(1e-12)  # (R,)
-    fractions = torch.linspace(1.0 / grid, 1.0, grid)
+
+    def error(step: torch.Tensor) -> torch.Tensor:
+        return (weights * (rows - step[:, None] * quantize_levels(rows, step[:, None], bits, signed)) ** 2).sum(1)
+
     best_err = torch.full_like(amax, float("inf"))
     best = amax / lim
-    for c in fractions:
+    for c in torch.linspace(1.0 / grid, 1.0, grid):
         step = amax * c / lim
-        err = ((rows - step[:, None] * quantize_levels(rows, step[:, None], bits, signed)) ** 2).sum(1)
+        err = error(step)
         better = err < best_err
         best_err, best = torch.where(better, err, best_err), torch.where(better, step, best)
     for _ in range(refine):
         q = quantize_levels(rows, best[:, None], bits, signed)
-        denom = (q * q).sum(1)
-        candidate = torch.where(denom > 0, (rows * q).sum(1) / denom.clamp_min(1e-12), best)
-        err = ((rows - candidate[:, None] * quantize_levels(rows, candidate[:, None], bits, signed)) ** 2).sum(1)
+        denom = (weights * q * q).sum(1)
+        candidate = torch.where(denom > 0, (weights * rows * q).sum(1) / denom.clamp_min(1e-12), best)
+        err = error(candidate)
         improved = err < best_err
         best_err, best = torch.where(improved, err, best_err), torch.where(improved, candidate, best)
-    if per_channel:
-        return best.reshape(w.shape[0], *([1] * (w.ndim - 1)))
-    return best.reshape(())
+    return best

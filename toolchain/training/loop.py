@@ -84,7 +84,9 @@ def evaluate(
             sums[k] = sums.get(k, 0.0) + v
         n += spec.count(y)
     model.train(was_training)
-    return {**{k: v / max(n, 1) for k, v in sums.items()}, "n": n}
+    if n == 0:  # unlabelled data: nothing to score
+        return {"n": 0}
+    return {**{k: v / n for k, v in sums.items()}, "n": n}
 
 
 def train(

@@ -1,6 +1,7 @@
 """Task definitions: the training loss and the evaluation metrics of each kind of model, by name.
 
-* classification: cross-entropy (optionally label-smoothed); top-1 and top-5 accuracy in percent.
+* classification: cross-entropy (optionally label-smoothed); top-1 and top-5 accuracy in percent over the labelled
+  samples (label −1 marks an unlabelled calibration image).
 * super_resolution: L1 loss on Y; PSNR in dB, ``10 log10(1 / MSE)`` on [0, 1] images after clamping, with a border
   of ``scale`` pixels cropped (the field's convention), averaged over images.
 """
@@ -32,6 +33,8 @@ def _ce(out: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tens
 
 
 def _topk(out: torch.Tensor, target: torch.Tensor, _: int) -> dict[str, float]:
+    labelled = target >= 0  # -1 marks unlabelled images (calibration-only data sets)
+    out, target = out[labelled], target[labelled]
     k = min(5, out.shape[1])
     hits = out.topk(k, dim=1).indices == target[:, None]
     return {
@@ -61,6 +64,6 @@ def _sr_metrics(out: torch.Tensor, target: torch.Tensor, scale: int) -> dict[str
 
 
 TASKS: dict[str, Task] = {
-    "classification": Task("classification", _ce, _topk, lambda t: len(t), "top1"),
+    "classification": Task("classification", _ce, _topk, lambda t: int((t >= 0).sum()), "top1"),
     "super_resolution": Task("super_resolution", _l1, _sr_metrics, lambda t: len(t), "psnr"),
 }
