@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from .registry import batch_seed, shard_order
+from .registry import SourceBase, batch_seed, shard_order
 
 __all__ = ["ArraySource", "random_translate_flip"]
 
@@ -32,7 +32,7 @@ def random_translate_flip(x: torch.Tensor, gen: torch.Generator, pad: int, flip:
     return x.contiguous()
 
 
-class ArraySource:
+class ArraySource(SourceBase):
     """Batches from in-memory uint8 images and integer labels."""
 
     def __init__(
@@ -47,10 +47,6 @@ class ArraySource:
 
     def __len__(self) -> int:
         return len(self.images)
-
-    def steps(self, batch_size: int, *, world: int = 1) -> int:
-        per_rank = len(self) // world if world > 1 else len(self)
-        return -(-per_rank // batch_size)
 
     def batches(
         self,

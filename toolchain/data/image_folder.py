@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .registry import DataBundle, DataError, batch_seed, register_dataset, shard_order
+from .registry import DataBundle, DataError, SourceBase, batch_seed, register_dataset, shard_order
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FolderSource", "PhotoSource", "eval_transform", "load_image", "to_tensor"]
 
@@ -114,7 +114,7 @@ class _Samples(Dataset):
         return eval_transform(img, self.size), label
 
 
-class FolderSource:
+class FolderSource(SourceBase):
     """Batches decoded by a DataLoader (``num_workers`` processes) in a seeded, sharded order."""
 
     def __init__(self, samples: list[tuple[Path, int]], size: int = 224, num_workers: int = 0) -> None:
@@ -122,10 +122,6 @@ class FolderSource:
 
     def __len__(self) -> int:
         return len(self.samples)
-
-    def steps(self, batch_size: int, *, world: int = 1) -> int:
-        per_rank = len(self) // world if world > 1 else len(self)
-        return -(-per_rank // batch_size)
 
     def batches(
         self,
@@ -174,7 +170,7 @@ def load_image_folder(
     )
 
 
-class PhotoSource:
+class PhotoSource(SourceBase):
     """Unlabelled ImageNet-style crops of a fixed list of photos (label −1): calibration data for models whose
     training data is not at hand. Training batches are seeded random-resized crops; evaluation uses centre crops."""
 
@@ -183,9 +179,6 @@ class PhotoSource:
 
     def __len__(self) -> int:
         return self.crops
-
-    def steps(self, batch_size: int, *, world: int = 1) -> int:
-        return -(-(self.crops // world) // batch_size)
 
     def batches(
         self,

@@ -20,6 +20,7 @@ __all__ = [
     "BatchSource",
     "DataBundle",
     "DataError",
+    "SourceBase",
     "batch_seed",
     "list_datasets",
     "load_dataset",
@@ -54,6 +55,16 @@ class BatchSource(Protocol):
     def steps(self, batch_size: int, *, world: int = 1) -> int:
         """Number of batches ``batches(train=True)`` yields per process."""
         ...
+
+
+class SourceBase:
+    """Shared step arithmetic: each of ``world`` processes gets ``len // world`` samples, in batches."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def steps(self, batch_size: int, *, world: int = 1) -> int:
+        return -(-(len(self) // world) // batch_size)
 
 
 @dataclass

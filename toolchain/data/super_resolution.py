@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .image_folder import IMAGE_EXTENSIONS, load_image
-from .registry import DataBundle, DataError, batch_seed, register_dataset
+from .registry import DataBundle, DataError, SourceBase, batch_seed, register_dataset
 
 __all__ = ["SKIMAGE_TEST", "SKIMAGE_TRAIN", "SRImageSource", "SRPatchSource", "downscale", "modcrop", "rgb_to_y"]
 
@@ -61,7 +61,7 @@ def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(hr, scale_factor=1 / scale, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
-class SRPatchSource:
+class SRPatchSource(SourceBase):
     """Random HR patches (``patch`` pixels, a multiple of the scale) and their LR versions."""
 
     def __init__(self, images: list[torch.Tensor], scale: int, patch: int = 48, samples_per_epoch: int = 4096):
@@ -75,9 +75,6 @@ class SRPatchSource:
 
     def __len__(self) -> int:
         return self.samples
-
-    def steps(self, batch_size: int, *, world: int = 1) -> int:
-        return -(-(self.samples // world) // batch_size)
 
     def batches(
         self,
