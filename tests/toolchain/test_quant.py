@@ -68,8 +68,7 @@ def test_prepare_qat_every_tiny_model(name: str) -> None:
     assert out.shape == ref.shape
     sqnr = 10 * math.log10(float((ref**2).mean() / ((ref - out) ** 2).mean()))
     assert sqnr > 8, f"{name}: W4A8 output SQNR {sqnr:.1f} dB"
-    assert type(model.state_dict) is type(qat.state_dict)  # the float model is left untouched
-    assert not any("Quant" in type(m).__name__ for m in model.modules())
+    assert not any("Quant" in type(m).__name__ for m in model.modules())  # the float model is left untouched
 
 
 def test_bit_widths_first_last_and_overrides() -> None:

@@ -42,6 +42,8 @@ class Recipe:
     config_class: type[TrainConfig] = TrainConfig
 
     def __init__(self, config: TrainConfig, float_weights: bool = True) -> None:
+        """``float_weights=False`` tells a recipe that a checkpoint's state will be loaded over the built model
+        (float training starts from scratch either way)."""
         self.config = config
 
     def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
