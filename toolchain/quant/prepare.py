@@ -18,6 +18,7 @@ Activation steps start from calibration batches (:func:`calibrate`): the MSE-opt
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -245,7 +246,7 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> fx.GraphModule:
     unknown = set(config.layer_wbits) - {n for n, m in model.named_modules() if type(m) in MODULE_RULES}
     if unknown:
         raise ToolchainError(f"layer_wbits names layers that do not exist: {sorted(unknown)}")
-    model = _deepcopy(model)
+    model = copy.deepcopy(model)
     try:
         graph = _Tracer().trace(model)
     except Exception as e:  # fx raises many types for untraceable code
@@ -323,12 +324,6 @@ def _flat_args(args: Iterable[Any]) -> list[Any]:
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, leaf, module)
-
-
-def _deepcopy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model)
 
 
 def act_quantizers(model: nn.Module) -> list[tuple[str, ActQuant]]:

@@ -10,6 +10,7 @@ with its own learning rate and no decay. ``epochs = 0`` is post-training quantiz
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ class QATRecipe(Recipe):
         qat = prepare_qat(model.to(env.device), c).to(env.device)
         # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
         batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
-        calibrate(qat, (x.to(env.device) for x, _ in _take(batches, c.calib_batches)))
+        calibrate(qat, (x.to(env.device) for x, _ in itertools.islice(batches, c.calib_batches)))
         self.regularizer = MSQERegularizer(qat, c.lam, c.reg, c.step_grad).to(env.device)
         self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
         self.initial = _snapshot(qat, self.layer)
@@ -141,13 +142,6 @@ class QATRecipe(Recipe):
             paths.append(plot_weight_histogram(self.initial, final, self.layer, out_dir / "weights.png"))
         assert self.regularizer is not None
         return {"plots": [str(p) for p in paths], "near_level_share": self.regularizer.near_level_share()}
-
-
-def _take(iterator, n: int):
-    for i, item in enumerate(iterator):
-        if i >= n:
-            break
-        yield item
 
 
 def _largest_inner_layer(model: nn.Module, bits: int) -> str:
