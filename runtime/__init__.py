@@ -4,6 +4,6 @@ A deployment installs this package without torch; ``tests/runtime/test_no_torch.
 """
 
 from .errors import ToolchainError
-from .fileio import atomic_write, atomic_write_bytes, atomic_write_text
+from .fileio import atomic_write, atomic_write_bytes, atomic_write_many, atomic_write_text
 
-__all__ = ["ToolchainError", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["ToolchainError", "atomic_write", "atomic_write_bytes", "atomic_write_many", "atomic_write_text"]

@@ -3,17 +3,20 @@
 ``atomic_write`` writes to a temporary file in the destination's folder, flushes and fsyncs it, then renames it over
 the destination (``os.replace`` is atomic on POSIX) and fsyncs the folder. A crash or an exception at any point
 leaves either the old file or the new one, never a truncated mix, and never deletes an earlier output.
+
+``atomic_write_many`` does the same for a set of files that belong together (a graph and its sidecar): every
+temporary file is written and synced first, and only then are they renamed, in the given order.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_many", "atomic_write_text"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
@@ -54,3 +57,35 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Atomically replace ``path`` with UTF-8 ``text``."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_many(files: Sequence[tuple[str | os.PathLike[str], bytes]]) -> list[Path]:
+    """Write every file to a synced temporary first, then rename them all in order.
+
+    An error while writing (disk full, bad folder) leaves every destination untouched; only a failure of
+    ``os.replace`` itself, between two renames, could leave the set half-replaced.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files:
+            dest = Path(path)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+            staged.append((tmp, dest))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, dest in staged:
+            os.replace(tmp, dest)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for folder in {dest.parent for _, dest in staged}:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return [dest for _, dest in staged]

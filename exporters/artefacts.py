@@ -1,0 +1,129 @@
+"""The two export artefacts, written atomically and deterministically.
+
+* **standalone** ``<stem>.onnx``: the QDQ graph with every initializer embedded, for plain onnxruntime/TensorRT.
+* **sidecar pair** ``<stem>.compressed.onnx`` + ``<stem>.compressed.qsc``: the same graph whose int8 weight
+  initializers keep their name, shape and type but carry no data (a plain onnxruntime session refuses it:
+  "data size(0)"), and the sidecar with those weights entropy-coded (:mod:`runtime.sidecar`). The graph's
+  ``metadata_props`` name the sidecar (``toolchain.sidecar``) and its SHA-256 (``toolchain.sidecar_sha256``);
+  ``runtime.load`` checks both.
+
+Everything is serialised in memory and checked (``onnx.checker`` with ``full_check``) before the first file is
+written, and the files are staged as synced temporaries before any is renamed (``runtime.atomic_write_many``): a
+failed export leaves earlier files untouched. The same model and configuration give identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+import torch.fx as fx
+
+from runtime import ToolchainError, atomic_write_many
+from runtime.sidecar import SidecarTensor, encode_sidecar
+
+from .graph import WeightTensor, build_graph
+
+__all__ = ["ExportResult", "export_model", "sidecar_graph"]
+
+META_FORMAT = "toolchain.format"
+META_SIDECAR = "toolchain.sidecar"
+META_SIDECAR_SHA256 = "toolchain.sidecar_sha256"
+META_CONFIG = "toolchain.config"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Paths and sizes of what ``export_model`` wrote."""
+
+    standalone: Path
+    graph: Path | None
+    sidecar: Path | None
+    weights: list[WeightTensor]
+
+    def sizes(self) -> dict[str, int]:
+        return {p.name: p.stat().st_size for p in (self.standalone, self.graph, self.sidecar) if p is not None}
+
+
+def export_model(
+    model: fx.GraphModule,
+    example: torch.Tensor,
+    out_dir: str | Path,
+    stem: str = "model",
+    config: dict[str, Any] | None = None,
+    sidecar: bool = True,
+) -> ExportResult:
+    """Export a model returned by ``prepare_qat`` (trained or calibrated) to ``out_dir``.
+
+    Args:
+        model: the quant-aware ``GraphModule``.
+        example: one input batch (its shape fixes channels and, where the graph needs it, the spatial size).
+        out_dir: destination folder (created if missing).
+        stem: file name stem of the artefacts.
+        config: the exporting configuration, stored in both artefacts (JSON-serialisable).
+        sidecar: also write the graph + sidecar pair.
+    """
+    out = Path(out_dir)
+    config = dict(config or {})
+    try:
+        config_json = json.dumps(config, sort_keys=True)
+    except TypeError as e:
+        raise ToolchainError(f"export config is not JSON-serialisable: {e}") from None
+    proto, weights = build_graph(model, example, name=stem)
+    _set_metadata(proto, {META_FORMAT: "qdq-standalone", META_CONFIG: config_json})
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ToolchainError(f"the exported graph is not valid ONNX: {e}") from None
+    standalone = _serialise(proto)
+    files: list[tuple[Path, bytes]] = []
+    graph_path = sidecar_path = None
+    if sidecar:
+        sidecar_path, graph_path = out / f"{stem}.compressed.qsc", out / f"{stem}.compressed.onnx"
+        side = encode_sidecar([SidecarTensor(w.name, w.levels, w.bits, w.steps, w.axis) for w in weights], config)
+        files.append((sidecar_path, side))
+        files.append((graph_path, _serialise(sidecar_graph(proto, weights, sidecar_path.name, side))))
+    standalone_path = out / f"{stem}.onnx"
+    files.append((standalone_path, standalone))
+    atomic_write_many(files)
+    return ExportResult(standalone_path, graph_path, sidecar_path, weights)
+
+
+def sidecar_graph(
+    standalone: onnx.ModelProto, weights: list[WeightTensor], sidecar_name: str, sidecar_bytes: bytes
+) -> onnx.ModelProto:
+    """A copy of ``standalone`` whose weight initializers keep only name, shape and type; metadata names the sidecar."""
+    proto = onnx.ModelProto()
+    proto.CopyFrom(standalone)
+    names = {w.name for w in weights}
+    for init in proto.graph.initializer:
+        if init.name in names:
+            init.ClearField("raw_data")
+            init.ClearField("int32_data")
+    _set_metadata(
+        proto,
+        {
+            META_FORMAT: "qdq-sidecar",
+            META_SIDECAR: sidecar_name,
+            META_SIDECAR_SHA256: hashlib.sha256(sidecar_bytes).hexdigest(),
+        },
+    )
+    return proto
+
+
+def _set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
+    current = {p.key: p.value for p in proto.metadata_props}
+    current.update(values)
+    del proto.metadata_props[:]
+    for key in sorted(current):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, current[key]
+
+
+def _serialise(proto: onnx.ModelProto) -> bytes:
+    return proto.SerializeToString(deterministic=True)

@@ -1,0 +1,284 @@
+"""The sidecar: integer weight levels of a QDQ graph, entropy-coded, in one versioned, checksummed file.
+
+This module is the single definition of the format: the exporter writes sidecars with :func:`encode_sidecar` and
+the runtime reads them with :func:`parse_sidecar`, so the two cannot drift. ``docs/sidecar.md`` is the
+specification in prose. Layout (all integers little-endian)::
+
+    offset  size  field
+    0       8     magic  b"QDQSIDE\\0"
+    8       2     format version (u16, currently 1)
+    10      2     reserved, 0 (u16)
+    12      4     header length H in bytes (u32)
+    16      4     CRC-32 of the header bytes (u32)
+    20      H     header: UTF-8 JSON object {"config": {...}, "tensors": [record, ...]}
+    20+H    P     payload: the coded tensors back to back, in record order
+
+A record describes one int8 weight initializer of the graph::
+
+    {"name", "dtype": "int8", "shape": [...], "bits": 2..8, "axis": int | null, "steps": [...],
+     "zero_point": 0, "sparsity": "none", "codec": "raw" | "deflate" | ..., "offset", "length",
+     "decoded_bytes", "crc32"}
+
+``offset``/``length`` locate the coded bytes inside the payload, ``crc32`` is their CRC-32 and ``decoded_bytes``
+the size of the decoded levels (``prod(shape)``). The file is exactly ``20 + H + Σ length`` bytes long. Parsing
+checks every field and bound before anything is decoded, and decoding checks the CRC before the codec runs, so a
+truncated, flipped or foreign file is refused with a :class:`SidecarError`, never a crash or a huge allocation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .codecs import CODECS, CodecError, choose_codec
+from .errors import ToolchainError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "SidecarError",
+    "SidecarIndex",
+    "SidecarTensor",
+    "TensorRecord",
+    "encode_sidecar",
+    "parse_sidecar",
+]
+
+MAGIC = b"QDQSIDE\0"
+FORMAT_VERSION = 1
+_PREAMBLE = struct.Struct("<8sHHII")  # magic, version, reserved, header length, header CRC-32
+MAX_HEADER_BYTES = 64 << 20
+MAX_TENSOR_ELEMENTS = 1 << 31
+SPARSITY_ENCODINGS = ("none",)  # "none": zeros are ordinary levels, left to the codec
+
+
+class SidecarError(ToolchainError):
+    """A sidecar that is truncated, corrupted, of an unknown version, or inconsistent with its graph."""
+
+
+@dataclass(frozen=True)
+class SidecarTensor:
+    """What the exporter hands to :func:`encode_sidecar` for one weight: ``weight = levels · steps`` on ``axis``."""
+
+    name: str
+    levels: np.ndarray  # int8
+    bits: int
+    steps: np.ndarray  # float32, one per slice along ``axis`` (or one for the tensor)
+    axis: int | None
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    bits: int
+    axis: int | None
+    steps: tuple[float, ...]
+    zero_point: int
+    sparsity: str
+    codec: str
+    offset: int
+    length: int
+    decoded_bytes: int
+    crc32: int
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "bits": self.bits,
+            "axis": self.axis,
+            "steps": list(self.steps),
+            "zero_point": self.zero_point,
+            "sparsity": self.sparsity,
+            "codec": self.codec,
+            "offset": self.offset,
+            "length": self.length,
+            "decoded_bytes": self.decoded_bytes,
+            "crc32": self.crc32,
+        }
+
+
+@dataclass(frozen=True)
+class SidecarIndex:
+    """A parsed, validated sidecar: its header and a view of its payload. Tensors decode on demand."""
+
+    version: int
+    config: dict[str, Any]
+    records: tuple[TensorRecord, ...]
+    payload: memoryview
+
+    def record(self, name: str) -> TensorRecord:
+        for r in self.records:
+            if r.name == name:
+                return r
+        raise SidecarError(f"sidecar has no tensor {name!r}")
+
+    def decode(self, record: TensorRecord) -> np.ndarray:
+        """The record's int8 levels in their shape; the CRC is checked before the codec sees the bytes."""
+        body = bytes(self.payload[record.offset : record.offset + record.length])
+        if zlib.crc32(body) != record.crc32:
+            raise SidecarError(f"tensor {record.name!r}: CRC-32 mismatch (the sidecar is corrupted)")
+        try:
+            flat = CODECS[record.codec].decode(body, record.count)
+        except CodecError as e:
+            raise SidecarError(f"tensor {record.name!r}: {e}") from None
+        lim = 2 ** (record.bits - 1) - 1
+        if flat.size and (int(flat.min()) < -lim or int(flat.max()) > lim):
+            raise SidecarError(f"tensor {record.name!r}: levels outside ±{lim} for {record.bits} bits")
+        return flat.reshape(record.shape)
+
+
+def encode_sidecar(
+    tensors: Sequence[SidecarTensor], config: dict[str, Any], codecs: tuple[str, ...] | None = None
+) -> bytes:
+    """Serialise ``tensors`` (in the given order) and the exporting ``config``; deterministic for equal inputs."""
+    records, bodies, offset = [], [], 0
+    for t in tensors:
+        if t.levels.dtype != np.int8:
+            raise TypeError(f"{t.name}: levels must be int8")
+        codec, body = choose_codec(t.levels, codecs)
+        records.append(
+            TensorRecord(
+                t.name,
+                "int8",
+                tuple(int(d) for d in t.levels.shape),
+                int(t.bits),
+                t.axis,
+                tuple(float(s) for s in np.asarray(t.steps, dtype=np.float32).reshape(-1)),
+                0,
+                "none",
+                codec,
+                offset,
+                len(body),
+                int(t.levels.size),
+                zlib.crc32(body),
+            ).to_json()
+        )
+        bodies.append(body)
+        offset += len(body)
+    header = json.dumps({"config": config, "tensors": records}, sort_keys=True, separators=(",", ":")).encode()
+    return _PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header), zlib.crc32(header)) + header + b"".join(bodies)
+
+
+def parse_sidecar(data: bytes | memoryview) -> SidecarIndex:
+    """Validate the preamble, header and every record's bounds; decode nothing yet."""
+    view = memoryview(data)
+    if len(view) < _PREAMBLE.size:
+        raise SidecarError(f"not a sidecar: {len(view)} bytes is shorter than the {_PREAMBLE.size}-byte preamble")
+    magic, version, _reserved, header_len, header_crc = _PREAMBLE.unpack_from(view)
+    if magic != MAGIC:
+        raise SidecarError(f"not a sidecar: magic {bytes(magic)!r}, expected {MAGIC!r}")
+    if version != FORMAT_VERSION:
+        raise SidecarError(f"unsupported sidecar format version {version} (this runtime reads {FORMAT_VERSION})")
+    if header_len > min(MAX_HEADER_BYTES, len(view) - _PREAMBLE.size):
+        raise SidecarError(f"header length {header_len} exceeds the file ({len(view)} bytes): truncated?")
+    header_bytes = bytes(view[_PREAMBLE.size : _PREAMBLE.size + header_len])
+    if zlib.crc32(header_bytes) != header_crc:
+        raise SidecarError("header CRC-32 mismatch (the sidecar is corrupted)")
+    try:
+        header = json.loads(header_bytes)
+    except ValueError as e:
+        raise SidecarError(f"header is not valid JSON: {e}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
+        raise SidecarError("header must be an object with a 'tensors' list")
+    config = header.get("config", {})
+    if not isinstance(config, dict):
+        raise SidecarError("header 'config' must be an object")
+    payload = view[_PREAMBLE.size + header_len :]
+    records = tuple(_record(r, i) for i, r in enumerate(header["tensors"]))
+    expected = 0
+    names = set()
+    for r in records:
+        if r.name in names:
+            raise SidecarError(f"tensor {r.name!r} appears twice")
+        names.add(r.name)
+        if r.offset != expected:
+            raise SidecarError(f"tensor {r.name!r}: offset {r.offset}, expected {expected} (records are contiguous)")
+        expected += r.length
+    if expected != len(payload):
+        raise SidecarError(f"payload is {len(payload)} bytes but the records need {expected}: truncated or padded file")
+    return SidecarIndex(version, config, records, payload)
+
+
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "dtype": str,
+    "shape": list,
+    "bits": int,
+    "axis": (int, type(None)),
+    "steps": list,
+    "zero_point": int,
+    "sparsity": str,
+    "codec": str,
+    "offset": int,
+    "length": int,
+    "decoded_bytes": int,
+    "crc32": int,
+}
+
+
+def _record(raw: Any, index: int) -> TensorRecord:
+    """One header record, type- and range-checked."""
+    where = f"tensor record {index}"
+    if not isinstance(raw, dict):
+        raise SidecarError(f"{where} is not an object")
+    for key, kind in _FIELDS.items():
+        if key not in raw:
+            raise SidecarError(f"{where} lacks {key!r}")
+        value = raw[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise SidecarError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    where = f"tensor {raw['name']!r}"
+    shape = raw["shape"]
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < MAX_TENSOR_ELEMENTS for d in shape):
+        raise SidecarError(f"{where}: invalid shape {shape}")
+    count = math.prod(shape)
+    if count > MAX_TENSOR_ELEMENTS:
+        raise SidecarError(f"{where}: {count} elements exceed the limit of {MAX_TENSOR_ELEMENTS}")
+    if raw["dtype"] != "int8" or raw["decoded_bytes"] != count:
+        raise SidecarError(f"{where}: dtype {raw['dtype']} / decoded size {raw['decoded_bytes']} != int8 × {count}")
+    if not 2 <= raw["bits"] <= 8:
+        raise SidecarError(f"{where}: bit-width {raw['bits']} outside 2..8")
+    if raw["codec"] not in CODECS:
+        raise SidecarError(f"{where}: unknown codec {raw['codec']!r} (known: {', '.join(CODECS)})")
+    if raw["sparsity"] not in SPARSITY_ENCODINGS:
+        raise SidecarError(f"{where}: unknown sparsity encoding {raw['sparsity']!r}")
+    if raw["zero_point"] != 0:
+        raise SidecarError(f"{where}: weight zero-point must be 0 (symmetric), got {raw['zero_point']}")
+    axis, steps = raw["axis"], raw["steps"]
+    if axis is not None and not 0 <= axis < len(shape):
+        raise SidecarError(f"{where}: axis {axis} out of range for shape {shape}")
+    n_steps = 1 if axis is None else shape[axis]
+    if len(steps) != n_steps or not all(isinstance(s, float | int) and math.isfinite(s) and s > 0 for s in steps):
+        raise SidecarError(f"{where}: expected {n_steps} positive finite steps")
+    if raw["offset"] < 0 or raw["length"] < 0 or not 0 <= raw["crc32"] < 1 << 32:
+        raise SidecarError(f"{where}: negative offset/length or invalid CRC field")
+    return TensorRecord(
+        raw["name"],
+        "int8",
+        tuple(shape),
+        raw["bits"],
+        axis,
+        tuple(float(s) for s in steps),
+        0,
+        raw["sparsity"],
+        raw["codec"],
+        raw["offset"],
+        raw["length"],
+        count,
+        raw["crc32"],
+    )
