@@ -2,10 +2,11 @@
 
 * **standalone** ``<stem>.onnx``: the QDQ graph with every initializer embedded, for plain onnxruntime/TensorRT.
 * **sidecar pair** ``<stem>.compressed.onnx`` + ``<stem>.compressed.qsc``: the same graph whose int8 weight
-  initializers keep their name, shape and type but carry no data (a plain onnxruntime session refuses it:
-  "data size(0)"), and the sidecar with those weights entropy-coded (:mod:`runtime.sidecar`). The graph's
-  ``metadata_props`` name the sidecar (``toolchain.sidecar``) and its SHA-256 (``toolchain.sidecar_sha256``);
-  ``runtime.load`` checks both.
+  initializers keep their name, shape and type but carry no data: they are marked external, located in the
+  sidecar at an offset beyond its end (:data:`HOLLOW_OFFSET`), so a plain onnxruntime session refuses the graph
+  ("out of bounds") rather than read coded bytes as weights; and the sidecar with those weights entropy-coded
+  (:mod:`runtime.sidecar`). The graph's ``metadata_props`` name the sidecar (``toolchain.sidecar``) and its
+  SHA-256 (``toolchain.sidecar_sha256``); ``runtime.load`` checks both.
 
 Everything is serialised in memory and checked (``onnx.checker`` with ``full_check``) before the first file is
 written, and the files are staged as synced temporaries before any is renamed (``runtime.atomic_write_many``): a
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 import torch.fx as fx
@@ -27,7 +29,7 @@ import torch.fx as fx
 from runtime import ToolchainError, atomic_write_many
 from runtime.sidecar import SidecarTensor, encode_sidecar
 
-from .graph import WeightTensor, build_graph
+from .graph import BuiltGraph, WeightTensor, build_graph
 
 __all__ = ["ExportResult", "export_model", "sidecar_graph"]
 
@@ -35,6 +37,9 @@ META_FORMAT = "toolchain.format"
 META_SIDECAR = "toolchain.sidecar"
 META_SIDECAR_SHA256 = "toolchain.sidecar_sha256"
 META_CONFIG = "toolchain.config"
+# Hollow weight initializers point into the sidecar at an offset no sidecar reaches: a plain onnxruntime session
+# refuses them ("out of bounds") instead of reading coded bytes as weights; runtime.load supplies the decoded ones.
+HOLLOW_OFFSET = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,11 @@ class ExportResult:
     standalone: Path
     graph: Path | None
     sidecar: Path | None
-    weights: list[WeightTensor]
+    built: BuiltGraph
+
+    @property
+    def weights(self) -> list[WeightTensor]:
+        return self.built.weights
 
     def sizes(self) -> dict[str, int]:
         return {p.name: p.stat().st_size for p in (self.standalone, self.graph, self.sidecar) if p is not None}
@@ -74,7 +83,8 @@ def export_model(
         config_json = json.dumps(config, sort_keys=True)
     except TypeError as e:
         raise ToolchainError(f"export config is not JSON-serialisable: {e}") from None
-    proto, weights = build_graph(model, example, name=stem)
+    built = build_graph(model, example, name=stem)
+    proto, weights = built.model, built.weights
     _set_metadata(proto, {META_FORMAT: "qdq-standalone", META_CONFIG: config_json})
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -85,26 +95,33 @@ def export_model(
     graph_path = sidecar_path = None
     if sidecar:
         sidecar_path, graph_path = out / f"{stem}.compressed.qsc", out / f"{stem}.compressed.onnx"
-        side = encode_sidecar([SidecarTensor(w.name, w.levels, w.bits, w.steps, w.axis) for w in weights], config)
+        side = encode_sidecar(
+            [SidecarTensor(w.name, w.levels, w.bits, w.steps, w.axis, w.multiplier) for w in weights], config
+        )
         files.append((sidecar_path, side))
         files.append((graph_path, _serialise(sidecar_graph(proto, weights, sidecar_path.name, side))))
     standalone_path = out / f"{stem}.onnx"
     files.append((standalone_path, standalone))
     atomic_write_many(files)
-    return ExportResult(standalone_path, graph_path, sidecar_path, weights)
+    return ExportResult(standalone_path, graph_path, sidecar_path, built)
 
 
 def sidecar_graph(
     standalone: onnx.ModelProto, weights: list[WeightTensor], sidecar_name: str, sidecar_bytes: bytes
 ) -> onnx.ModelProto:
-    """A copy of ``standalone`` whose weight initializers keep only name, shape and type; metadata names the sidecar."""
+    """A copy of ``standalone`` with hollow weight initializers (name, shape, type) and metadata naming the sidecar."""
     proto = onnx.ModelProto()
     proto.CopyFrom(standalone)
     names = {w.name for w in weights}
     for init in proto.graph.initializer:
         if init.name in names:
+            size = int(np.prod(init.dims))
             init.ClearField("raw_data")
             init.ClearField("int32_data")
+            init.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", sidecar_name), ("offset", str(HOLLOW_OFFSET)), ("length", str(size))):
+                entry = init.external_data.add()
+                entry.key, entry.value = key, value
     _set_metadata(
         proto,
         {

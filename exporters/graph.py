@@ -10,8 +10,7 @@ quantization grid, that grid (step and signedness). The conventions (DESIGN.md �
   One container type for every activation matters: onnxruntime fuses a Conv/Add/Concat into its integer kernel
   only when its quantized inputs and output share a type, and a mix of int8 and uint8 leaves e.g. every
   MobileNetV2 projection convolution (uint8 in, signed out) in float. A ``Clip`` precedes the quantizer only when
-  the bit-width is below 8 (the 8-bit container would not clip for us). Signed 8-bit quantizers are narrow (±127)
-  in training while the container saturates at −128: the two can differ by one step, at the negative end only;
+  the bit-width is below 8 (the 8-bit container would not clip for us);
 * a weighted layer gets int8 levels → ``DequantizeLinear`` (per-channel axis where per-channel), int32 bias with
   scale ``s_in · s_w`` and zero-point 0, batch norm folded (``freeze``); no QuantizeLinear or Clip on constants;
 * an op that only moves or selects values (reshape, transpose, split, max-pool, depth-to-space) keeps its input's
@@ -34,7 +33,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from runtime import ToolchainError
 from toolchain.quant.freeze import FrozenModel, freeze
 
-__all__ = ["OPSET", "ExportContext", "Grid", "WeightTensor", "build_graph"]
+__all__ = ["OPSET", "BuiltGraph", "ExportContext", "Grid", "WeightTensor", "build_graph"]
 
 OPSET = 17
 PRODUCER = "sparse-lowbit-toolchain"
@@ -55,13 +54,27 @@ class Grid:
 
 @dataclass(frozen=True)
 class WeightTensor:
-    """An int8 weight initializer of the exported graph: ``weight = levels · steps`` along ``axis``."""
+    """An int8 weight initializer of the exported graph: ``weight = levels · steps`` along ``axis``.
+
+    The graph stores ``levels · multiplier`` with scale ``steps / multiplier`` (see ``ops.container_multiplier``).
+    """
 
     name: str
     levels: np.ndarray
     steps: np.ndarray
     axis: int | None
     bits: int
+    multiplier: int = 1
+
+
+@dataclass(frozen=True)
+class BuiltGraph:
+    """The standalone QDQ model and the integer facts behind it."""
+
+    model: onnx.ModelProto
+    weights: list[WeightTensor]  # every int8 weight initializer, in graph order
+    layers: dict[str, Any]  # module name -> folding.IntegerLayer
+    frozen: FrozenModel
 
 
 @dataclass
@@ -74,6 +87,7 @@ class ExportContext:
     values: dict[fx.Node, Any] = field(default_factory=dict)  # gs.Variable, a list of them (split), or None
     grids: dict[fx.Node, Grid] = field(default_factory=dict)
     weights: list[WeightTensor] = field(default_factory=list)
+    layers: dict[str, Any] = field(default_factory=dict)  # module name -> folding.IntegerLayer
     fixed_spatial: bool = False  # set by ops whose attributes bake in the spatial size (reshape)
 
     def tensor(self, name: str) -> gs.Variable:
@@ -114,8 +128,8 @@ def _readable(name: str) -> str:
 
 def build_graph(
     gm: fx.GraphModule, example: torch.Tensor, name: str = "model", frozen: FrozenModel | None = None
-) -> tuple[onnx.ModelProto, list[WeightTensor]]:
-    """The standalone QDQ model of ``gm`` (weights embedded) and the list of its int8 weight tensors.
+) -> BuiltGraph:
+    """The standalone QDQ model of ``gm`` (weights embedded), its int8 weight tensors and integer layers.
 
     ``example`` is one input batch; its shape fixes the channel count and, for models whose ops depend on it
     (flatten, reshape), the spatial size. The batch dimension is always dynamic (``N``).
@@ -150,7 +164,7 @@ def build_graph(
     model = gs.export_onnx(graph)
     model.ir_version = 8
     model.producer_version = _version()
-    return model, ctx.weights
+    return BuiltGraph(model, ctx.weights, ctx.layers, frozen)
 
 
 def _symbolic(shape: tuple[int, ...], fixed: bool, h: str, w: str) -> list[int | str]:

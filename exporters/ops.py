@@ -23,9 +23,10 @@ from torch import nn
 from models.layers import Add, ChannelShuffle, Concat
 from runtime import ToolchainError
 from toolchain.quant.prepare import ActQuant
-from toolchain.quant.quantizers import max_level
+from toolchain.quant.quantizers import act_levels
 
 from .deconv import subpixel_supported, subpixel_weights
+from .folding import IntegerLayer, integer_layer
 from .graph import ExportContext, Grid, WeightTensor, _readable
 
 __all__ = ["FUNCTION_OPS", "METHOD_OPS", "MODULE_OPS", "OpEntry", "emit"]
@@ -105,15 +106,9 @@ def _name(node: fx.Node) -> str:
 def _act_quant(ctx: ExportContext, node: fx.Node, inputs: list[Any], q: ActQuant) -> Any:
     frozen = ctx.frozen.acts[str(node.target)]
     grid = Grid(np.float32(frozen.step), frozen.signed)
-    hi = max_level(frozen.bits, frozen.signed)
-    lo = -hi if frozen.signed else 0
+    lo, hi = act_levels(frozen.bits, frozen.signed)
     x, name = inputs[0], _readable(str(node.target))
-    src = _args(node)[0]
-    at_input = isinstance(src, fx.Node) and src.op == "placeholder"
-    # The 8-bit container clips only at its own range: below 8 bits, and for the narrow signed range (±127 vs
-    # −128), an explicit Clip is needed. On the network input it costs one elementwise op and fuses nothing away,
-    # so the input is clipped exactly; inside the network the one-step difference at −128 is accepted instead.
-    if frozen.bits < 8 or (frozen.signed and at_input):
+    if frozen.bits < 8:  # the 8-bit container clips only at its own range
         lo_c = ctx.const(f"{name}.clip_min", np.asarray(lo * grid.step, np.float32))
         hi_c = ctx.const(f"{name}.clip_max", np.asarray(hi * grid.step, np.float32))
         x = ctx.op("Clip", f"{name}.clip", [x, lo_c, hi_c])
@@ -127,16 +122,14 @@ _WEIGHT_AXIS = {QuantConv2d: 0, QuantConvTranspose2d: 1, QuantLinear: 0}
 def _weighted(ctx: ExportContext, node: fx.Node, inputs: list[Any], layer: Any) -> Any:
     """Conv/Gemm with DequantizeLinear'd int8 levels and int32 bias (batch norm already folded by ``freeze``)."""
     name = str(node.target)
-    fw = ctx.frozen.weights[name]
-    axis = _WEIGHT_AXIS[type(layer)]
-    levels, steps = _live_steps(fw.levels, fw.step, axis)
+    grid_in = ctx.grid_of(_args(node)[0], f"layer {name}")
+    il = integer_layer(name, ctx.frozen.weights[name], _WEIGHT_AXIS[type(layer)], grid_in.step)
+    ctx.layers[name] = il
     if isinstance(layer, QuantConvTranspose2d) and _subpixel_ok(layer):
-        return _deconv_as_conv(ctx, node, inputs[0], layer, levels, steps)
-    op_inputs = [inputs[0], _weight(ctx, name, levels, steps, axis, fw.bits)]
-    if fw.bias is not None:
-        op_inputs.append(_bias(ctx, name, fw.bias, ctx.grid_of(_args(node)[0], f"layer {name}"), steps))
-    else:
-        ctx.grid_of(_args(node)[0], f"layer {name}")  # the input must still be quantized
+        return _deconv_as_conv(ctx, node, inputs[0], layer, il)
+    op_inputs = [inputs[0], _weight(ctx, name, il.levels, il)]
+    if il.bias is not None:
+        op_inputs.append(_bias(ctx, name, il.bias, il.bias_scale))
     if isinstance(layer, QuantLinear):
         return ctx.op("Gemm", name, op_inputs, {"transB": 1})
     attrs = _conv_attrs(name, layer)
@@ -145,38 +138,27 @@ def _weighted(ctx: ExportContext, node: fx.Node, inputs: list[Any], layer: Any) 
     return ctx.op("Conv", name, op_inputs, attrs)
 
 
-def _live_steps(levels: np.ndarray, steps: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Copies where a channel with a zero or non-finite step (e.g. batch-norm γ = 0) has levels 0 and step 1."""
-    levels, steps = levels.copy(), steps.astype(np.float32).copy()
-    dead = ~(steps > 0) | ~np.isfinite(steps)
-    np.moveaxis(levels, axis, 0)[dead] = 0
-    steps[dead] = 1.0
-    return levels, steps
-
-
-def _weight(ctx: ExportContext, name: str, levels: np.ndarray, steps: np.ndarray, axis: int, bits: int) -> Any:
-    """int8 levels → DequantizeLinear (per-tensor scale when all channel steps are equal)."""
-    uniform = bool(np.all(steps == steps[0]))
+def _weight(ctx: ExportContext, name: str, levels: np.ndarray, il: IntegerLayer) -> Any:
+    """int8 container of ``levels`` → DequantizeLinear (per-tensor scale when every channel's step is equal)."""
+    uniform = bool(np.all(il.steps == il.steps[0]))
     w_name = f"{name}.weight"
-    ctx.weights.append(WeightTensor(w_name, levels, steps[:1] if uniform else steps, None if uniform else axis, bits))
-    scale = steps[0] if uniform else steps
+    steps = il.steps[:1] if uniform else il.steps
+    ctx.weights.append(WeightTensor(w_name, levels, steps, None if uniform else il.axis, il.bits, il.multiplier))
+    scale = il.scale[0] if uniform else il.scale
     inputs = [
-        ctx.const(w_name, levels),
+        ctx.const(w_name, (levels.astype(np.int16) * il.multiplier).astype(np.int8)),
         ctx.const(f"{w_name}.scale", np.asarray(scale, np.float32)),
         ctx.const(f"{w_name}.zero_point", np.zeros(np.shape(scale), np.int8)),
     ]
-    return ctx.op("DequantizeLinear", f"{w_name}.dequantize", inputs, {} if uniform else {"axis": axis})
+    return ctx.op("DequantizeLinear", f"{w_name}.dequantize", inputs, {} if uniform else {"axis": il.axis})
 
 
-def _bias(ctx: ExportContext, name: str, bias: np.ndarray, grid_in: Grid, steps: np.ndarray) -> Any:
-    """int32 bias at scale ``s_in · s_w`` (per output channel), zero-point 0."""
-    scale = np.broadcast_to(grid_in.step * steps, bias.shape).astype(np.float32)
-    q = np.round(bias.astype(np.float64) / scale.astype(np.float64))
-    if np.abs(q).max(initial=0) >= 2**31 - 1:
-        raise ToolchainError(f"layer {name}: bias does not fit int32 at scale s_in·s_w")
+def _bias(ctx: ExportContext, name: str, bias: np.ndarray, scale: Any) -> Any:
+    """int32 bias → DequantizeLinear at scale ``s_in · s_w`` (per output channel), zero-point 0."""
     b_name = f"{name}.bias"
+    scale = np.broadcast_to(scale, bias.shape).astype(np.float32)
     inputs = [
-        ctx.const(b_name, q.astype(np.int32)),
+        ctx.const(b_name, bias),
         ctx.const(f"{b_name}.scale", scale),
         ctx.const(f"{b_name}.zero_point", np.zeros(scale.shape, np.int32)),
     ]
@@ -203,19 +185,17 @@ def _subpixel_ok(layer: Any) -> bool:
     )
 
 
-def _deconv_as_conv(
-    ctx: ExportContext, node: fx.Node, x: Any, layer: Any, levels: np.ndarray, steps: np.ndarray
-) -> Any:
+def _deconv_as_conv(ctx: ExportContext, node: fx.Node, x: Any, layer: Any, il: IntegerLayer) -> Any:
     """Transposed convolution → integer Conv (phases as channels) → Q/DQ → DepthToSpace; see exporters.deconv."""
-    name, fw = str(node.target), ctx.frozen.weights[str(node.target)]
+    name = str(node.target)
     stride, padding = _pair(layer.stride)[0], _pair(layer.padding)[0]
-    if len(set(steps.tolist())) != 1:
+    if len(set(il.steps.tolist())) != 1:
         raise ToolchainError(f"layer {name}: a transposed convolution exports with one weight step per tensor")
-    conv_levels, pads = subpixel_weights(levels, stride, padding)
-    inputs = [x, _weight(ctx, name, conv_levels, steps[:1], 0, fw.bits)]
-    if fw.bias is not None:
-        grid_in = ctx.grid_of(_args(node)[0], f"layer {name}")
-        inputs.append(_bias(ctx, name, np.repeat(fw.bias, stride * stride), grid_in, steps[:1]))
+    conv_levels, pads = subpixel_weights(il.levels, stride, padding)
+    phases = IntegerLayer(conv_levels, il.steps[:1], 0, il.bits, il.multiplier, il.bias, il.bias_scale)
+    inputs = [x, _weight(ctx, name, conv_levels, phases)]
+    if il.bias is not None:
+        inputs.append(_bias(ctx, name, np.repeat(il.bias, stride * stride), il.bias_scale[:1]))  # type: ignore[index]
     attrs = {"kernel_shape": list(conv_levels.shape[2:]), "strides": [1, 1], "pads": pads, "dilations": [1, 1]}
     y = ctx.op("Conv", f"{name}.phases", inputs, {**attrs, "group": 1})
     users = list(node.users)

@@ -15,9 +15,12 @@ specification in prose. Layout (all integers little-endian)::
 
 A record describes one int8 weight initializer of the graph::
 
-    {"name", "dtype": "int8", "shape": [...], "bits": 2..8, "axis": int | null, "steps": [...],
-     "zero_point": 0, "sparsity": "none", "codec": "raw" | "deflate" | ..., "offset", "length",
-     "decoded_bytes", "crc32"}
+    {"name", "dtype": "int8", "shape": [...], "bits": 2..8, "multiplier": 1..63, "axis": int | null,
+     "steps": [...], "zero_point": 0, "sparsity": "none", "codec": "raw" | "deflate" | ..., "offset",
+     "length", "decoded_bytes", "crc32"}
+
+The coded values are the integer levels ``q`` (``|q| ≤ 2^(bits−1) − 1``); the graph's initializer holds
+``q · multiplier`` with scale ``steps / multiplier`` (a finer int32 bias grid for sub-8-bit weights).
 
 ``offset``/``length`` locate the coded bytes inside the payload, ``crc32`` is their CRC-32 and ``decoded_bytes``
 the size of the decoded levels (``prod(shape)``). The file is exactly ``20 + H + Σ length`` bytes long. Parsing
@@ -72,6 +75,7 @@ class SidecarTensor:
     bits: int
     steps: np.ndarray  # float32, one per slice along ``axis`` (or one for the tensor)
     axis: int | None
+    multiplier: int = 1
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class TensorRecord:
     dtype: str
     shape: tuple[int, ...]
     bits: int
+    multiplier: int
     axis: int | None
     steps: tuple[float, ...]
     zero_point: int
@@ -100,6 +105,7 @@ class TensorRecord:
             "dtype": self.dtype,
             "shape": list(self.shape),
             "bits": self.bits,
+            "multiplier": self.multiplier,
             "axis": self.axis,
             "steps": list(self.steps),
             "zero_point": self.zero_point,
@@ -128,7 +134,7 @@ class SidecarIndex:
         raise SidecarError(f"sidecar has no tensor {name!r}")
 
     def decode(self, record: TensorRecord) -> np.ndarray:
-        """The record's int8 levels in their shape; the CRC is checked before the codec sees the bytes."""
+        """The graph initializer (levels × multiplier, int8, in its shape); the CRC is checked before decoding."""
         body = bytes(self.payload[record.offset : record.offset + record.length])
         if zlib.crc32(body) != record.crc32:
             raise SidecarError(f"tensor {record.name!r}: CRC-32 mismatch (the sidecar is corrupted)")
@@ -139,6 +145,8 @@ class SidecarIndex:
         lim = 2 ** (record.bits - 1) - 1
         if flat.size and (int(flat.min()) < -lim or int(flat.max()) > lim):
             raise SidecarError(f"tensor {record.name!r}: levels outside ±{lim} for {record.bits} bits")
+        if record.multiplier != 1:
+            flat = (flat * np.int8(record.multiplier)).astype(np.int8)  # |q·m| ≤ 127 was checked at parse time
         return flat.reshape(record.shape)
 
 
@@ -157,6 +165,7 @@ def encode_sidecar(
                 "int8",
                 tuple(int(d) for d in t.levels.shape),
                 int(t.bits),
+                int(t.multiplier),
                 t.axis,
                 tuple(float(s) for s in np.asarray(t.steps, dtype=np.float32).reshape(-1)),
                 0,
@@ -219,6 +228,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "dtype": str,
     "shape": list,
     "bits": int,
+    "multiplier": int,
     "axis": (int, type(None)),
     "steps": list,
     "zero_point": int,
@@ -253,6 +263,8 @@ def _record(raw: Any, index: int) -> TensorRecord:
         raise SidecarError(f"{where}: dtype {raw['dtype']} / decoded size {raw['decoded_bytes']} != int8 × {count}")
     if not 2 <= raw["bits"] <= 8:
         raise SidecarError(f"{where}: bit-width {raw['bits']} outside 2..8")
+    if not raw["multiplier"] >= 1 or raw["multiplier"] * (2 ** (raw["bits"] - 1) - 1) > 127:
+        raise SidecarError(f"{where}: multiplier {raw['multiplier']} overflows int8 at {raw['bits']} bits")
     if raw["codec"] not in CODECS:
         raise SidecarError(f"{where}: unknown codec {raw['codec']!r} (known: {', '.join(CODECS)})")
     if raw["sparsity"] not in SPARSITY_ENCODINGS:
@@ -272,6 +284,7 @@ def _record(raw: Any, index: int) -> TensorRecord:
         "int8",
         tuple(shape),
         raw["bits"],
+        raw["multiplier"],
         axis,
         tuple(float(s) for s in steps),
         0,

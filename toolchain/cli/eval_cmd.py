@@ -33,29 +33,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig
     from ..modeling import build_model, load_weights
-    from ..quant import qat  # noqa: F401 - registers the "qat" recipe
-    from ..training import evaluate, load_bundle, load_checkpoint
-    from ..training.distributed import DistEnv, resolve_device
-    from ..training.recipe import RECIPES, Recipe
+    from ..training import evaluate, load_bundle
+    from ..training.distributed import resolve_device
+    from ..training.restore import restore
 
-    recipe_cls: type[Recipe] = Recipe
     if args.checkpoint is not None:
-        ckpt = load_checkpoint(args.checkpoint)
-        recipe_cls = RECIPES[ckpt.get("recipe", "float")]
-        config = recipe_cls.config_class.from_dict(ckpt["config"])
-        state = ckpt["model"]
+        restored = restore(args.checkpoint, data=args.data, data_dir=args.data_dir)
+        config, bundle, model = restored.config, restored.bundle, restored.model
     elif args.model and args.weights:
-        config, state = TrainConfig(model=args.model, data=args.data or "digits"), None
+        config = TrainConfig(model=args.model, data=args.data or "digits", data_dir=args.data_dir)
+        bundle = load_bundle(config)
+        model = load_weights(build_model(config.model, bundle, config.model_args), args.weights)
     else:
         raise ToolchainError("give a checkpoint, or --model and --weights")
-    config = config.replace(data=args.data or config.data, data_dir=args.data_dir or config.data_dir, subset=None)
-    bundle = load_bundle(config)
     device = resolve_device(args.device)
-    if state is None:
-        model = load_weights(build_model(config.model, bundle, config.model_args), args.weights)
-    else:  # rebuild the model the way its training phase did (e.g. prepare_qat), then load its state
-        model = recipe_cls(config, float_weights=False).build(bundle, DistEnv(0, 1, 0, device))
-        model.load_state_dict(state)
     metrics = evaluate(model.to(device), bundle.test, bundle.task, device, args.batch_size, progress=True)
     result: dict[str, object] = {"model": config.model, "data": config.data, **metrics}
     if args.json:

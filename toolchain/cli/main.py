@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime import ToolchainError
 
-from . import demo, eval_cmd, info, qat_cmd, train_cmd
+from . import demo, eval_cmd, export_cmd, info, qat_cmd, train_cmd
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -24,6 +24,7 @@ COMMANDS: dict[str, Any] = {
     "train": train_cmd.command,
     "qat": qat_cmd.command,
     "eval": eval_cmd,
+    "export": export_cmd,
     "models": info.models_command,
     "data": info.data_command,
 }

@@ -38,6 +38,7 @@ from .quantizers import (
     LearnedIntAct,
     LearnedUintAct,
     LearnedWeight,
+    act_divisor,
     max_level,
     msqe_optimal_step,
     msqe_optimal_step_from_samples,
@@ -70,11 +71,11 @@ class ActQuant(nn.Module):
 
     def step(self) -> torch.Tensor:
         """Current step Δ (threshold / largest level)."""
-        return self._threshold.detach().abs() / max_level(self.bits, self.signed)
+        return self._threshold.detach().abs() / act_divisor(self.bits, self.signed)
 
     @torch.no_grad()
     def set_step(self, step: float | torch.Tensor) -> None:
-        self._threshold.fill_(float(step) * max_level(self.bits, self.signed))
+        self._threshold.fill_(float(step) * act_divisor(self.bits, self.signed))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.calibrating:

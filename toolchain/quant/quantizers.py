@@ -6,11 +6,15 @@ Weights (symmetric, narrow range, so 0 is a level and pruned weights stay 0), wi
 
 Activations, unsigned after ReLU/ReLU6 (``U = 2^m - 1``) or signed where a tensor can be negative::
 
-    Q_m(x; Δ) = Δ · clip(round(x / Δ), 0, U)           Q_m(x; Δ) = Δ · clip(round(x / Δ), -(2^(m-1)-1), 2^(m-1)-1)
+    Q_m(x; Δ) = Δ · clip(round(x / Δ), 0, U)           Q_m(x; Δ) = Δ · clip(round(x / Δ), -2^(m-1), 2^(m-1)-1)
 
-Brevitas learns a *threshold* ``T`` and uses the step ``T / L`` (``T / U`` for unsigned), so a step δ is set by
-initialising the threshold to ``δ · L``. Gradients reach the float weights through the straight-through estimator
-(STE) and the threshold through Brevitas's scale gradient. Bit-widths from 2 to 8 are supported.
+Signed activations use the full two's-complement range, as int8 (and deployment's uint8 with zero-point 128) holds
+it: a narrow ±(2^(m-1)-1) range would saturate one step earlier than onnxruntime's integer kernels at the negative
+end, a difference that deep networks amplify. Brevitas learns a *threshold* ``T`` and uses the step ``T / L``
+for weights, ``T / U`` for unsigned and ``T / 2^(m-1)`` for signed activations (:func:`act_divisor`), so a step is
+set by initialising the threshold to step × that divisor. Gradients reach the float weights through the
+straight-through estimator (STE) and the threshold through Brevitas's scale gradient. Bit-widths from 2 to 8 are
+supported.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ __all__ = [
     "LearnedIntAct",
     "LearnedUintAct",
     "LearnedWeight",
+    "act_divisor",
+    "act_levels",
     "check_bits",
     "max_level",
     "msqe_optimal_step",
@@ -48,6 +54,16 @@ def max_level(bits: int, signed: bool = True) -> int:
     return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
 
 
+def act_levels(bits: int, signed: bool) -> tuple[int, int]:
+    """Integer range of an activation quantizer: ``[0, 2^m − 1]`` unsigned, ``[−2^(m−1), 2^(m−1) − 1]`` signed."""
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+
+
+def act_divisor(bits: int, signed: bool) -> int:
+    """Brevitas's threshold-to-step divisor for activations: ``2^(m−1)`` signed (full range), ``2^m − 1`` unsigned."""
+    return 2 ** (bits - 1) if signed else 2**bits - 1
+
+
 class LearnedWeight(Int8WeightPerTensorFloat):
     """Signed narrow-range weights with a learned threshold (``weight_scaling_init`` = δ·L)."""
 
@@ -61,16 +77,20 @@ class LearnedUintAct(Uint8ActPerTensorFloat):
 
 
 class LearnedIntAct(Int8ActPerTensorFloat):
-    """Signed (narrow-range) activations with a learned threshold (``scaling_init`` = Δ·(2^(m−1) − 1))."""
+    """Signed full-range activations with a learned threshold (``scaling_init`` = Δ·2^(m−1))."""
 
     scaling_impl_type = ScalingImplType.PARAMETER
-    narrow_range = True
+    narrow_range = False
 
 
-def quantize_levels(w: torch.Tensor, step: torch.Tensor, bits: int, signed: bool = True) -> torch.Tensor:
-    """Integer levels ``clip(round(w/δ), -L, L)`` (``[0, 2^n − 1]`` unsigned), as a float tensor of whole numbers."""
+def quantize_levels(
+    w: torch.Tensor, step: torch.Tensor, bits: int, signed: bool = True, narrow: bool = True
+) -> torch.Tensor:
+    """Integer levels ``clip(round(w/δ), -L, L)`` (``-L-1`` when not ``narrow``; ``[0, 2^n − 1]`` unsigned),
+    as a float tensor of whole numbers."""
     hi = max_level(bits, signed)
-    return torch.clamp(torch.round(w / step), -hi if signed else 0, hi)
+    lo = (-hi if narrow else -hi - 1) if signed else 0
+    return torch.clamp(torch.round(w / step), lo, hi)
 
 
 @torch.no_grad()
@@ -117,18 +137,26 @@ def msqe_optimal_step_from_samples(values: torch.Tensor, bits: int, signed: bool
     counts = torch.histc(values, bins=bins, min=lo, max=hi)
     centres = lo + (torch.arange(bins, dtype=torch.float32) + 0.5) * (hi - lo) / bins
     nonzero = counts > 0
-    return float(_best_step(centres[nonzero][None], counts[nonzero][None], bits, signed, 64, 10)[0])
+    rows, weights = centres[nonzero][None], counts[nonzero][None]
+    return float(_best_step(rows, weights, bits, signed, 64, 10, narrow=False)[0])  # activations: full range
 
 
 def _best_step(
-    rows: torch.Tensor, weights: torch.Tensor, bits: int, signed: bool, grid: int, refine: int
+    rows: torch.Tensor,
+    weights: torch.Tensor,
+    bits: int,
+    signed: bool,
+    grid: int,
+    refine: int,
+    narrow: bool = True,
 ) -> torch.Tensor:
     """Per-row step minimising ``Σ weights · (rows − δ q)²`` (grid search, then Lloyd refinement)."""
     lim = max_level(bits, signed)
     amax = rows.abs().amax(dim=1).clamp_min(1e-12)  # (R,)
 
     def error(step: torch.Tensor) -> torch.Tensor:
-        return (weights * (rows - step[:, None] * quantize_levels(rows, step[:, None], bits, signed)) ** 2).sum(1)
+        levels = quantize_levels(rows, step[:, None], bits, signed, narrow)
+        return (weights * (rows - step[:, None] * levels) ** 2).sum(1)
 
     best_err = torch.full_like(amax, float("inf"))
     best = amax / lim
@@ -138,7 +166,7 @@ def _best_step(
         better = err < best_err
         best_err, best = torch.where(better, err, best_err), torch.where(better, step, best)
     for _ in range(refine):
-        q = quantize_levels(rows, best[:, None], bits, signed)
+        q = quantize_levels(rows, best[:, None], bits, signed, narrow)
         denom = (weights * q * q).sum(1)
         candidate = torch.where(denom > 0, (weights * rows * q).sum(1) / denom.clamp_min(1e-12), best)
         err = error(candidate)

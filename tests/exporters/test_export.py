@@ -1,0 +1,195 @@
+"""QDQ export: every registry model exports, fuses into integer kernels and agrees with PyTorch; artefacts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from exporters import build_graph, export_model
+from exporters.artefacts import META_SIDECAR, META_SIDECAR_SHA256
+from exporters.reference import folded_model
+from models import get_model_spec, list_models
+from runtime import ToolchainError
+from runtime.kernels import classify_kernels, optimized_graph
+from runtime.sidecar import parse_sidecar
+from tests.exporters.helpers import prepared, run_ort, sample
+from toolchain.agreement import compare, output_step
+from toolchain.quant import QuantConfig, calibrate, prepare_qat
+
+ALL_MODELS = list_models()
+
+
+def _agreement(gm, built, source, x: torch.Tensor):
+    """onnxruntime on ``source`` vs the PyTorch model of the export (batch norm folded, int32 bias)."""
+    with torch.no_grad():
+        reference = folded_model(gm, built)(x).numpy()
+    return compare(reference, run_ort(source, x.numpy()), output_step(gm))
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_registry_model_exports_fuses_and_agrees(name: str) -> None:
+    gm = prepared(name)
+    x = sample(name, 64 if get_model_spec(name).input_size <= 32 else 4, seed=7)  # ≥ 640 outputs to compare
+    built = build_graph(gm, x, name)
+    proto, weights = built.model, built.weights
+    onnx.checker.check_model(proto, full_check=True)
+    kernels = classify_kernels(optimized_graph(proto.SerializeToString()))
+    assert kernels["float"] == {}, f"float convolutions/matrix products left: {kernels['float']}"
+    n_weighted = len(weights)
+    assert sum(kernels["integer"].get(k, 0) for k in ("QLinearConv", "QGemm")) == n_weighted
+    agreement = _agreement(gm, built, proto.SerializeToString(), x)
+    assert agreement.ok(0.999), agreement
+
+
+def test_graph_follows_the_qdq_conventions() -> None:
+    gm = prepared("mobilenet_v2_tiny")
+    built = build_graph(gm, sample("mobilenet_v2_tiny", 2))
+    proto, weights = built.model, built.weights
+    assert proto.opset_import[0].version >= 13
+    inits = {i.name: i for i in proto.graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in proto.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    for w in weights:
+        assert inits[w.name].data_type == onnx.TensorProto.INT8
+        users = consumers[w.name]
+        assert [u.op_type for u in users] == ["DequantizeLinear"]  # no Q or Clip on constant weights
+        assert {a.name: a.i for a in users[0].attribute}.get("axis", 0) == 0
+    biases = [i for name, i in inits.items() if name.endswith(".bias")]
+    assert biases and all(b.data_type == onnx.TensorProto.INT32 for b in biases)
+    quantize_inputs = {n.input[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+    assert not quantize_inputs & set(inits)
+    assert "features.0.0" in {n.name for n in proto.graph.node}  # node names follow the PyTorch module names
+    assert not any(n.op_type == "BatchNormalization" for n in proto.graph.node)
+    assert proto.graph.input[0].name == "input" and proto.graph.output[0].name == "output"
+
+
+def test_super_resolution_graph_takes_any_image_size() -> None:
+    gm = prepared("espcn_tiny")
+    built = build_graph(gm, sample("espcn_tiny", 1))
+    x = torch.randn(1, 1, 21, 17)
+    assert run_ort(built.model.SerializeToString(), x.numpy()).shape == (1, 1, 63, 51)
+    assert _agreement(gm, built, built.model.SerializeToString(), x).ok()
+
+
+class UserNet(nn.Module):
+    """A user's own module with inline ops: functional ReLU, +, cat, pixel shuffle, max-pool, mean, Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.b = nn.Conv2d(1, 8, 3, padding=1)
+        self.up = nn.Conv2d(16, 16, 1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.a(x)
+        y = torch.cat([a + self.b(x), torch.relu(a)], 1)
+        y = self.pool(torch.nn.functional.pixel_shuffle(self.up(y), 2))
+        return self.fc(y.mean((2, 3)))
+
+
+def test_a_users_own_module_exports_and_agrees(tmp_path: Path) -> None:
+    x = torch.randn(4, 1, 8, 8)
+    gm = prepare_qat(UserNet().eval(), QuantConfig(wbits=4))
+    calibrate(gm, [torch.randn(8, 1, 8, 8)])
+    gm.eval()
+    result = export_model(gm, x, tmp_path)
+    assert _agreement(gm, build_graph(gm, x), str(result.standalone), x).ok()
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), "Upsample"),
+        (nn.AdaptiveAvgPool2d(2), "adaptive average pooling"),
+    ],
+)
+def test_an_unsupported_op_is_named(module: nn.Module, message: str, tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), module, nn.Conv2d(4, 2, 1))
+    gm = prepare_qat(model, QuantConfig())
+    calibrate(gm, [torch.randn(2, 1, 8, 8)])
+    with pytest.raises(ToolchainError, match=message):
+        export_model(gm.eval(), torch.randn(2, 1, 8, 8), tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_export_is_deterministic(tmp_path: Path) -> None:
+    gm = prepared("shufflenet_v2_tiny")
+    x = sample("shufflenet_v2_tiny", 2)
+    export_model(gm, x, tmp_path / "a", config={"k": 1})
+    export_model(gm, x, tmp_path / "b", config={"k": 1})
+    a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert sorted(a) == ["model.compressed.onnx", "model.compressed.qsc", "model.onnx"]
+    assert a == b
+
+
+def test_a_failed_export_leaves_earlier_files_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gm = prepared("lenet5_tiny")
+    x = sample("lenet5_tiny", 2)
+    export_model(gm, x, tmp_path)
+    before = _files(tmp_path)
+    other = prepared("lenet5_tiny", wbits=2)  # different bytes, so a partial write would show
+
+    real_fsync, calls = os.fsync, []
+
+    def failing_fsync(fd: int) -> None:  # the disk fills up while the second file is staged
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space"):
+        export_model(other, x, tmp_path)
+    monkeypatch.undo()
+    assert _files(tmp_path) == before  # no temporary left behind either
+
+
+def test_sidecar_artefact_holds_the_standalone_weights(tmp_path: Path) -> None:
+    gm = prepared("resnet20_tiny")
+    x = sample("resnet20_tiny", 2)
+    result = export_model(gm, x, tmp_path, config={"wbits": 4})
+    assert result.graph is not None and result.sidecar is not None
+    standalone, graph = onnx.load(result.standalone), onnx.load(result.graph, load_external_data=False)
+    side = result.sidecar.read_bytes()
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta[META_SIDECAR] == result.sidecar.name
+    assert meta[META_SIDECAR_SHA256] == hashlib.sha256(side).hexdigest()
+
+    index = parse_sidecar(side)
+    assert index.config == {"wbits": 4}
+    full = {i.name: onnx.numpy_helper.to_array(i) for i in standalone.graph.initializer}
+    empty = {i.name: i for i in graph.graph.initializer}
+    assert {r.name for r in index.records} == {w.name for w in result.weights}
+    for record in index.records:
+        np.testing.assert_array_equal(index.decode(record), full[record.name])
+        entry = empty[record.name]
+        assert not entry.raw_data and entry.data_location == onnx.TensorProto.EXTERNAL
+        assert list(entry.dims) == list(record.shape)
+        assert entry.data_type == onnx.TensorProto.INT8
+    assert result.sidecar.stat().st_size < sum(full[r.name].size for r in index.records)  # coded < int8 levels
+
+    onnx.checker.check_model(str(result.graph), full_check=True)
+    with pytest.raises(Exception, match="out of bounds"):  # plain onnxruntime refuses the hollow graph
+        ort.InferenceSession(str(result.graph), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    keep = [ort.OrtValue.ortvalue_from_numpy(index.decode(r)) for r in index.records]
+    for record, value in zip(index.records, keep):
+        options.add_initializer(record.name, value)
+    np.testing.assert_array_equal(run_ort(result.graph, x.numpy(), options), run_ort(result.standalone, x.numpy()))
+    assert classify_kernels(optimized_graph(result.graph, options))["float"] == {}

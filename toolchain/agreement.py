@@ -1,0 +1,55 @@
+"""Agreement between a quant-aware PyTorch model and its exported graph, in units of the output step.
+
+Both compute on the same integer grids, so their outputs should differ by at most one output quantization step
+(float summation order can flip a rounding tie). ``compare`` reports the largest difference in steps and the
+share of elements within ±1 step; the export issue's bar is ≥ 99.9 % within ±1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch.fx as fx
+
+from runtime import ToolchainError
+
+from .quant.prepare import ActQuant
+
+__all__ = ["Agreement", "compare", "output_step"]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    max_steps: float
+    within_one: float  # share of elements with |a − b| ≤ 1 step
+    elements: int
+
+    def ok(self, share: float = 0.999) -> bool:
+        return self.within_one >= share
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def output_step(model: fx.GraphModule) -> float:
+    """Step of the quantizer on the (single) output of a model returned by ``prepare_qat``.
+
+    The output may be a data-movement op (e.g. ESPCN's pixel shuffle) of a quantized tensor: walk back to it.
+    """
+    src = next(n for n in model.graph.nodes if n.op == "output").args[0]
+    while isinstance(src, fx.Node) and src.op in ("call_module", "call_function", "call_method"):
+        if src.op == "call_module" and isinstance(model.get_submodule(str(src.target)), ActQuant):
+            return float(model.get_submodule(str(src.target)).step())  # type: ignore[operator]
+        src = src.args[0] if src.args else None
+    raise ToolchainError("the model's output is not quantized; was it built by prepare_qat?")
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, step: float) -> Agreement:
+    """Differences of ``candidate`` from ``reference`` in output steps."""
+    if reference.shape != candidate.shape:
+        raise ToolchainError(f"output shapes differ: {reference.shape} vs {candidate.shape}")
+    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64)) / step
+    within = float(np.mean(diff <= 1.0 + 1e-3)) if diff.size else 1.0
+    return Agreement(float(diff.max(initial=0.0)), within, int(diff.size))
