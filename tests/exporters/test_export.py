@@ -193,3 +193,14 @@ def test_sidecar_artefact_holds_the_standalone_weights(tmp_path: Path) -> None:
         options.add_initializer(record.name, value)
     np.testing.assert_array_equal(run_ort(result.graph, x.numpy(), options), run_ort(result.standalone, x.numpy()))
     assert classify_kernels(optimized_graph(result.graph, options))["float"] == {}
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_sidecar_artefact_runs_bit_identical_to_the_standalone(name: str, tmp_path: Path) -> None:
+    import runtime
+
+    x = sample(name, 2, seed=3)
+    result = export_model(prepared(name), x, tmp_path, "m")
+    assert result.graph is not None
+    packed, plain = runtime.load(result.graph), runtime.load(result.standalone)
+    np.testing.assert_array_equal(packed.run(x.numpy())[0], plain.run(x.numpy())[0])

@@ -1,0 +1,204 @@
+"""``runtime.load``: open an exported model (standalone ``.onnx`` or graph + sidecar) in onnxruntime, safely.
+
+For a sidecar pair the steps are, in order, each refusing bad input with a :class:`ToolchainError` before anything
+is allocated or handed to onnxruntime:
+
+1. read the graph without external data; its ``metadata_props`` name the sidecar and its SHA-256;
+2. the sidecar name must be a plain file name that resolves (symlinks included) inside the graph's folder;
+3. the sidecar's SHA-256 must match (a sidecar from another graph, a truncated or flipped file stops here);
+4. parse and bound-check the sidecar (:func:`runtime.sidecar.parse_sidecar`), then match every record against the
+   graph's hollow initializers (name, shape, dtype) before decoding;
+5. decode each tensor (CRC first) and hand it to onnxruntime with ``SessionOptions.add_initializer``; the session
+   is created from the graph file itself (no re-serialised model).
+
+The returned :class:`Model` is session-like: ``run``, input/output metadata and the execution providers in use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ToolchainError
+from .sidecar import SidecarError, SidecarIndex, parse_sidecar
+
+__all__ = ["DEVICES", "Model", "TensorInfo", "load", "providers_for"]
+
+META_FORMAT = "toolchain.format"
+META_SIDECAR = "toolchain.sidecar"
+META_SIDECAR_SHA256 = "toolchain.sidecar_sha256"
+MAX_SIDECAR_BYTES = 8 << 30
+
+DEVICES = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: Any
+
+
+def providers_for(device: str, allow_fallback: bool = False) -> list[str]:
+    """Execution providers for ``device``; CUDA needs onnxruntime-gpu unless CPU fallback is allowed."""
+    import onnxruntime as ort
+
+    if device not in DEVICES:
+        raise ToolchainError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
+    wanted = DEVICES[device]
+    available = ort.get_available_providers()
+    if wanted[0] not in available:
+        if not allow_fallback:
+            raise ToolchainError(
+                f"{wanted[0]} is not available in this onnxruntime ({', '.join(available)}); install "
+                "onnxruntime-gpu (EXTRA=gpu bash scripts/install.sh) or allow CPU fallback"
+            )
+        return ["CPUExecutionProvider"]
+    return wanted
+
+
+class Model:
+    """An onnxruntime session over an exported model, with checked inputs."""
+
+    def __init__(self, path: Path, session: Any, sidecar: SidecarIndex | None, keep: list[Any]) -> None:
+        self.path, self.sidecar = path, sidecar
+        self._session, self._keep = session, keep  # the decoded arrays must outlive the session
+        self.inputs = [TensorInfo(i.name, tuple(i.shape), _NUMPY_TYPES.get(i.type)) for i in session.get_inputs()]
+        self.outputs = [TensorInfo(o.name, tuple(o.shape), _NUMPY_TYPES.get(o.type)) for o in session.get_outputs()]
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers onnxruntime is using, in priority order."""
+        return list(self._session.get_providers())
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def run(self, inputs: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run on one array (single-input models) or a name → array mapping; returns every output."""
+        if not isinstance(inputs, dict):
+            if len(self.inputs) != 1:
+                raise ToolchainError(f"model has {len(self.inputs)} inputs; pass a dict by name")
+            inputs = {self.inputs[0].name: inputs}
+        known = {i.name: i for i in self.inputs}
+        unknown = set(inputs) - set(known)
+        if unknown or set(known) - set(inputs):
+            raise ToolchainError(f"inputs {sorted(inputs)} do not match the model's {sorted(known)}")
+        for name, value in inputs.items():
+            _check_input(known[name], value)
+        try:
+            return list(self._session.run(None, inputs))
+        except Exception as e:  # onnxruntime raises its own types for shape errors deep in the graph
+            raise ToolchainError(f"onnxruntime failed to run the model: {e}") from None
+
+
+def _check_input(info: TensorInfo, value: Any) -> None:
+    if not isinstance(value, np.ndarray):
+        raise ToolchainError(f"input {info.name!r} must be a numpy array, got {type(value).__name__}")
+    if info.dtype is not None and value.dtype != info.dtype:
+        raise ToolchainError(f"input {info.name!r} must be {np.dtype(info.dtype).name}, got {value.dtype}")
+    if value.ndim != len(info.shape):
+        raise ToolchainError(f"input {info.name!r} must have shape {info.shape}, got {value.shape}")
+    for want, got in zip(info.shape, value.shape):
+        if (isinstance(want, int) and want != got) or got == 0:
+            raise ToolchainError(f"input {info.name!r} must have shape {info.shape}, got {value.shape}")
+
+
+def load(
+    path: str | os.PathLike[str],
+    device: str = "cpu",
+    *,
+    allow_fallback: bool = False,
+    session_options: Any = None,
+) -> Model:
+    """Open ``path`` (standalone ``.onnx`` or a graph naming a sidecar) on ``device`` ("cpu" or "cuda")."""
+    import onnx
+    import onnxruntime as ort
+
+    graph_path = Path(path)
+    if not graph_path.is_file():
+        raise ToolchainError(f"model file {graph_path} does not exist")
+    try:
+        graph = onnx.load(str(graph_path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and friends
+        raise ToolchainError(f"{graph_path} is not an ONNX model: {type(e).__name__}: {e}") from None
+    providers = providers_for(device, allow_fallback)
+    options = session_options or ort.SessionOptions()
+    options.log_severity_level = min(options.log_severity_level, 3)
+    meta = {p.key: p.value for p in graph.metadata_props}
+    hollow = {i.name: i for i in graph.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
+    sidecar: SidecarIndex | None = None
+    keep: list[Any] = []
+    if META_SIDECAR in meta:
+        sidecar, keep = _attach_sidecar(graph_path, meta, hollow, options)
+    elif hollow:
+        raise ToolchainError(
+            f"{graph_path} has external initializers ({', '.join(sorted(hollow)[:3])}, ...) but names no sidecar"
+        )
+    try:
+        session = ort.InferenceSession(str(graph_path), options, providers=providers)
+    except Exception as e:
+        raise ToolchainError(f"onnxruntime cannot load {graph_path}: {e}") from None
+    return Model(graph_path, session, sidecar, keep)
+
+
+def _sidecar_path(graph_path: Path, name: str) -> Path:
+    """The sidecar's path: a plain file name resolving inside the graph's folder (no absolute, .., or escape)."""
+    if not name or name != Path(name).name or name in (".", "..") or "\\" in name or os.path.isabs(name):
+        raise ToolchainError(f"sidecar name {name!r} must be a plain file name in the model's folder")
+    folder = graph_path.resolve().parent
+    candidate = graph_path.parent / name
+    resolved = candidate.resolve()
+    if resolved.parent != folder:
+        raise ToolchainError(f"sidecar {name!r} resolves to {resolved}, outside the model's folder {folder}")
+    if not resolved.is_file():
+        raise ToolchainError(f"sidecar {candidate} does not exist (it must sit next to {graph_path.name})")
+    return resolved
+
+
+def _attach_sidecar(
+    graph_path: Path, meta: dict[str, str], hollow: dict[str, Any], options: Any
+) -> tuple[SidecarIndex, list[Any]]:
+    import onnx
+    import onnxruntime as ort
+
+    path = _sidecar_path(graph_path, meta[META_SIDECAR])
+    size = path.stat().st_size
+    if size > MAX_SIDECAR_BYTES:
+        raise SidecarError(f"sidecar {path} is {size} bytes, over the {MAX_SIDECAR_BYTES}-byte limit")
+    data = path.read_bytes()
+    expected = meta.get(META_SIDECAR_SHA256, "")
+    if hashlib.sha256(data).hexdigest() != expected.lower():
+        raise SidecarError(
+            f"sidecar {path.name} does not belong to {graph_path.name}: its SHA-256 differs from the graph's record "
+            "(another export's sidecar, or a truncated or corrupted file)"
+        )
+    index = parse_sidecar(data)
+    records = {r.name: r for r in index.records}
+    if set(records) != set(hollow):
+        missing, extra = sorted(set(hollow) - set(records)), sorted(set(records) - set(hollow))
+        raise SidecarError(f"sidecar and graph disagree: graph-only {missing[:5]}, sidecar-only {extra[:5]}")
+    for name, init in hollow.items():
+        record = records[name]
+        if init.data_type != onnx.TensorProto.INT8 or tuple(init.dims) != record.shape:
+            raise SidecarError(
+                f"tensor {name!r}: sidecar declares int8 {list(record.shape)}, graph expects "
+                f"{onnx.TensorProto.DataType.Name(init.data_type)} {list(init.dims)}"
+            )
+    keep = []
+    for record in index.records:
+        array = np.ascontiguousarray(index.decode(record))
+        value = ort.OrtValue.ortvalue_from_numpy(array)
+        options.add_initializer(record.name, value)
+        keep += [array, value]
+    return index, keep

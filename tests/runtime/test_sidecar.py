@@ -1,0 +1,137 @@
+"""Codecs and the sidecar format: lossless round trips, and every kind of bad file refused with SidecarError."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime.codecs import CODECS, CodecError, choose_codec
+from runtime.sidecar import MAGIC, SidecarError, SidecarTensor, encode_sidecar, parse_sidecar
+
+
+@st.composite
+def level_arrays(draw) -> tuple[np.ndarray, int]:
+    """int8 levels of a random size (0 included), bit-width and sparsity, drawn from a seeded generator."""
+    bits = draw(st.integers(2, 8))
+    size = draw(st.sampled_from([0, 1, 2, 7, 64, 1000, 4099]))
+    sparsity = draw(st.sampled_from([0.0, 0.5, 0.7, 0.95, 1.0]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    lim = 2 ** (bits - 1) - 1
+    levels = rng.integers(-lim, lim + 1, size=size).astype(np.int8)
+    levels[rng.random(size) < sparsity] = 0
+    return levels, bits
+
+
+@settings(max_examples=60, deadline=None)
+@given(level_arrays(), st.sampled_from(sorted(CODECS)))
+def test_every_codec_round_trips(case: tuple[np.ndarray, int], codec: str) -> None:
+    levels, _ = case
+    data = CODECS[codec].encode(levels)
+    np.testing.assert_array_equal(CODECS[codec].decode(data, levels.size), levels)
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_single_symbol_and_empty_tensors(codec: str) -> None:
+    for levels in (np.zeros(0, np.int8), np.full(5000, -3, np.int8)):
+        np.testing.assert_array_equal(CODECS[codec].decode(CODECS[codec].encode(levels), levels.size), levels)
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_decoding_is_bounded_by_the_declared_count(codec: str) -> None:
+    data = CODECS[codec].encode(np.zeros(1000, np.int8))
+    for count in (999, 1001):
+        with pytest.raises(CodecError):
+            CODECS[codec].decode(data, count)
+
+
+def test_choose_codec_never_exceeds_raw() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.integers(-127, 128, 4096).astype(np.int8)
+    sparse = np.where(rng.random(4096) < 0.9, 0, 1).astype(np.int8)
+    assert len(choose_codec(noise)[1]) <= noise.size
+    assert choose_codec(sparse)[0] == "deflate" and len(choose_codec(sparse)[1]) < sparse.size // 4
+
+
+def _tensors() -> list[SidecarTensor]:
+    rng = np.random.default_rng(1)
+    return [
+        SidecarTensor("conv.weight", rng.integers(-1, 2, (8, 4, 3, 3)).astype(np.int8), 2, np.full(8, 0.1), 0, 63),
+        SidecarTensor("fc.weight", rng.integers(-127, 128, (10, 8)).astype(np.int8), 8, np.array([0.02]), None),
+    ]
+
+
+def test_sidecar_round_trip_and_determinism() -> None:
+    data = encode_sidecar(_tensors(), {"wbits": 2})
+    assert data == encode_sidecar(_tensors(), {"wbits": 2})
+    index = parse_sidecar(data)
+    assert index.config == {"wbits": 2} and [r.name for r in index.records] == ["conv.weight", "fc.weight"]
+    for t, r in zip(_tensors(), index.records):
+        np.testing.assert_array_equal(index.decode(r), t.levels * np.int8(t.multiplier))
+        assert r.bits == t.bits and r.axis == t.axis and len(r.steps) == t.steps.size
+
+
+def _with_header(data: bytes, edit) -> bytes:
+    """Re-encode the header after ``edit(header_dict)``, with a valid CRC, so only the edited field is wrong."""
+    magic, version, reserved, length, _ = struct.unpack_from("<8sHHII", data)
+    header = json.loads(data[20 : 20 + length])
+    edit(header)
+    raw = json.dumps(header).encode()
+    return struct.pack("<8sHHII", magic, version, reserved, len(raw), zlib.crc32(raw)) + raw + data[20 + length :]
+
+
+def _set(record: int, key: str, value):
+    return lambda h: h["tensors"][record].__setitem__(key, value)
+
+
+BAD = {
+    "empty file": lambda d: b"",
+    "truncated preamble": lambda d: d[:10],
+    "wrong magic": lambda d: b"NOTASIDE" + d[8:],
+    "unknown version": lambda d: d[:8] + struct.pack("<H", 99) + d[10:],
+    "truncated payload": lambda d: d[:-1],
+    "padded payload": lambda d: d + b"\0",
+    "header length beyond file": lambda d: d[:12] + struct.pack("<I", 10**9) + d[16:],
+    "flipped header byte": lambda d: d[:30] + bytes([d[30] ^ 0x40]) + d[31:],
+    "unknown codec": lambda d: _with_header(d, _set(0, "codec", "lzma9")),
+    "unknown sparsity": lambda d: _with_header(d, _set(0, "sparsity", "csr")),
+    "bits out of range": lambda d: _with_header(d, _set(0, "bits", 9)),
+    "multiplier overflow": lambda d: _with_header(d, _set(1, "multiplier", 2)),
+    "declared size mismatch": lambda d: _with_header(d, _set(0, "decoded_bytes", 1)),
+    "huge shape": lambda d: _with_header(d, _set(0, "shape", [2**30, 2**30])),
+    "negative dimension": lambda d: _with_header(d, _set(0, "shape", [-8, 4, 3, 3])),
+    "steps count": lambda d: _with_header(d, _set(0, "steps", [0.1])),
+    "non-positive step": lambda d: _with_header(d, _set(1, "steps", [0.0])),
+    "missing field": lambda d: _with_header(d, lambda h: h["tensors"][0].pop("crc32")),
+    "wrong field type": lambda d: _with_header(d, _set(0, "bits", "2")),
+    "non-contiguous offsets": lambda d: _with_header(d, _set(1, "offset", 0)),
+    "duplicate name": lambda d: _with_header(d, _set(1, "name", "conv.weight")),
+    "header not an object": lambda d: _with_header(d, lambda h: h.clear()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_sidecars_are_refused_before_decoding(case: str) -> None:
+    data = BAD[case](encode_sidecar(_tensors(), {}))
+    with pytest.raises(SidecarError):
+        index = parse_sidecar(data)
+        for r in index.records:
+            index.decode(r)
+
+
+def test_a_flipped_payload_byte_fails_the_crc() -> None:
+    data = bytearray(encode_sidecar(_tensors(), {}))
+    data[-3] ^= 0x01
+    index = parse_sidecar(bytes(data))
+    with pytest.raises(SidecarError, match="CRC"):
+        index.decode(index.records[-1])
+
+
+def test_magic_is_eight_bytes() -> None:
+    assert len(MAGIC) == 8
