@@ -27,7 +27,7 @@ import numpy as np
 from .errors import ToolchainError
 from .sidecar import SidecarError, SidecarIndex, parse_sidecar
 
-__all__ = ["DEVICES", "Model", "TensorInfo", "load", "providers_for"]
+__all__ = ["DEVICES", "Model", "TensorInfo", "load", "materialize", "providers_for"]
 
 META_FORMAT = "toolchain.format"
 META_SIDECAR = "toolchain.sidecar"
@@ -202,3 +202,22 @@ def _attach_sidecar(
         options.add_initializer(record.name, value)
         keep += [array, value]
     return index, keep
+
+
+def materialize(path: str | os.PathLike[str]) -> Any:
+    """The model at ``path`` as one standalone ``onnx.ModelProto`` (sidecar tensors embedded), for diagnostics
+    and conversion; the sidecar goes through every check of :func:`load`."""
+    import onnx
+
+    model = load(path)  # all checks, and a proof that the pair loads
+    if model.sidecar is None:
+        return onnx.load(str(model.path))
+    graph = onnx.load(str(model.path), load_external_data=False)
+    for init in graph.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            array = model.sidecar.decode(model.sidecar.record(init.name))
+            init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
+    for p in list(graph.metadata_props):
+        if p.key in (META_SIDECAR, META_SIDECAR_SHA256):
+            graph.metadata_props.remove(p)
+    return graph

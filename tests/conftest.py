@@ -105,3 +105,23 @@ def torchrun_two_processes_in_step(out: Path, *args: str) -> list[dict]:
     evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "param_digests" in x]
     assert evals and all(len(e["param_digests"]) == 2 and e["ranks_in_step"] is True for e in evals)
     return evals
+
+
+@pytest.fixture(scope="session")
+def lenet_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """LeNet-5 on digits: float (2 epochs on a subset), W4A8 and W2A8 post-training quantized, each exported."""
+    from toolchain.config import TrainConfig
+    from toolchain.quant.qat import QATConfig, QATRecipe
+    from toolchain.training import train
+
+    root = tmp_path_factory.mktemp("lenet")
+    train(TrainConfig(out_dir=str(root / "float"), epochs=2, subset=512), progress=False)
+    paths = {"float": root / "float" / "last.pt"}
+    for name, wbits in (("w4", 4), ("w2", 2)):
+        config = QATConfig(float_checkpoint=str(paths["float"]), out_dir=str(root / name), epochs=0, wbits=wbits)
+        train(config, recipe=QATRecipe(config), progress=False)
+        paths[name] = root / name / "last.pt"
+        done = run_cli("export", str(paths[name]), "--out", str(root / name / "export"))
+        assert done.returncode == 0, done.stderr
+        paths[f"{name}_onnx"] = root / name / "export" / "model.compressed.onnx"
+    return paths

@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.config import TrainConfig
-from toolchain.quant.qat import QATConfig, QATRecipe
-from toolchain.training import train
 
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("export")
-    train(TrainConfig(out_dir=str(root / "float"), epochs=2, subset=512), progress=False)
-    config = QATConfig(float_checkpoint=str(root / "float" / "last.pt"), out_dir=str(root / "qat"), epochs=0)
-    train(config, recipe=QATRecipe(config), progress=False)
-    return root / "float" / "last.pt", root / "qat" / "last.pt"
+@pytest.fixture
+def checkpoints(lenet_checkpoints) -> tuple[Path, Path]:
+    return lenet_checkpoints["float"], lenet_checkpoints["w4"]
 
 
 def test_export_writes_both_artefacts_and_reports_integer_kernels(cli, checkpoints, tmp_path: Path) -> None:

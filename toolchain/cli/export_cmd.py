@@ -63,7 +63,15 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(model, fx.GraphModule)
     x = next(iter(restored.bundle.test.batches(args.check_batch)))[0]
     out = args.out or args.checkpoint.parent / "export"
-    config = {"checkpoint_config": restored.config.to_dict(), "recipe": restored.recipe, "stem": args.name}
+    bundle = restored.bundle
+    config = {
+        "checkpoint_config": restored.config.to_dict(),
+        "recipe": restored.recipe,
+        "stem": args.name,
+        "task": bundle.task,
+        "class_names": list(bundle.class_names),
+        "preprocess": bundle.preprocess,
+    }
     result = export_model(model, x, out, args.name, config, sidecar=not args.no_sidecar)
 
     session = ort.InferenceSession(str(result.standalone), providers=["CPUExecutionProvider"])

@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime import ToolchainError
 
-from . import demo, eval_cmd, export_cmd, info, qat_cmd, train_cmd
+from . import demo, eval_cmd, export_cmd, info, inspect_cmd, qat_cmd, run_cmd, train_cmd, verify_cmd
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -25,6 +25,9 @@ COMMANDS: dict[str, Any] = {
     "qat": qat_cmd.command,
     "eval": eval_cmd,
     "export": export_cmd,
+    "verify": verify_cmd,
+    "run": run_cmd,
+    "inspect": inspect_cmd,
     "models": info.models_command,
     "data": info.data_command,
 }

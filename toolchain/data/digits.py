@@ -43,4 +43,5 @@ def load_digits(data_dir: str | None = None, subset: int | None = None) -> DataB
         input_size=8,
         num_classes=10,
         class_names=[str(i) for i in range(10)],
+        preprocess={"kind": "gray", "size": 8, "mean": mean, "std": std},
     )

@@ -83,4 +83,5 @@ def load_fashion_mnist(data_dir: str | None = None, subset: int | None = None) -
         input_size=28,
         num_classes=10,
         class_names=list(CLASSES),
+        preprocess={"kind": "gray", "size": 28, "mean": MEAN, "std": STD},
     )

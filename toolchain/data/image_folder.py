@@ -167,6 +167,7 @@ def load_image_folder(
         input_size=image_size,
         num_classes=len(classes),
         class_names=classes,
+        preprocess={"kind": "imagenet", "size": image_size},
     )
 
 
@@ -223,4 +224,5 @@ def load_photos(
         in_chans=3,
         input_size=image_size,
         num_classes=0,
+        preprocess={"kind": "imagenet", "size": image_size},
     )

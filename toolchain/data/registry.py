@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -80,6 +80,7 @@ class DataBundle:
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
     scale: int = 1
+    preprocess: dict[str, Any] = field(default_factory=dict)  # how one image becomes an input (data.preprocess)
 
 
 Loader = Callable[..., DataBundle]

@@ -146,6 +146,7 @@ def _bundle(
         in_chans=1,
         input_size=patch // scale,
         scale=scale,
+        preprocess={"kind": "y", "scale": scale},
     )
 
 

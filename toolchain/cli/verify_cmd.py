@@ -1,0 +1,82 @@
+"""Verify an exported model before deploying it: accuracy in onnxruntime next to PyTorch, agreement, localisation.
+
+MODEL is a standalone .onnx or a graph with its sidecar (model.compressed.onnx). The data set defaults to the one
+the model was trained on (recorded at export); --qat adds the quant-aware PyTorch model's accuracy and the
+agreement in output steps, --float the float model's accuracy. When agreement misses --min-within-one, the first
+activation whose onnxruntime values diverge from PyTorch's is reported. Exit status 1 when a threshold is missed.
+
+Examples:
+  toolchain verify runs/qat/export/model.compressed.onnx --qat runs/qat/last.pt --float runs/float/last.pt
+  toolchain verify deploy/model.onnx --data fashion-mnist --json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "accuracy and agreement of an exported model in onnxruntime vs PyTorch; non-zero exit on a missed threshold"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="exported .onnx (standalone, or graph naming its sidecar)")
+    p.add_argument("--qat", type=Path, help="the quant-aware checkpoint the model was exported from")
+    p.add_argument("--float", dest="float_checkpoint", type=Path, help="the float checkpoint, for its accuracy")
+    p.add_argument("--data", help="data set name (default: the model's)")
+    p.add_argument("--data-dir", help="data set folder (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: 256)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="onnxruntime device (default: cpu)")
+    p.add_argument("--allow-cpu-fallback", action="store_true", help="run on CPU when CUDA is not available")
+    p.add_argument(
+        "--max-drop", type=float, default=0.1, help="allowed top-1 (points) or PSNR (dB) loss vs QAT (default: 0.1)"
+    )
+    p.add_argument(
+        "--min-within-one",
+        type=float,
+        default=0.999,
+        help="required share of outputs within ±1 step of the PyTorch model of the export (default: 0.999)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtime import ToolchainError
+
+    from ..verify import Thresholds, verify
+
+    if args.batch_size < 1 or not 0 <= args.min_within_one <= 1 or args.max_drop < 0:
+        raise ToolchainError("--batch-size must be ≥ 1, --min-within-one in [0, 1], --max-drop ≥ 0")
+    report = verify(
+        args.model,
+        qat=args.qat,
+        float_checkpoint=args.float_checkpoint,
+        data=args.data,
+        data_dir=args.data_dir,
+        device=args.device,
+        allow_fallback=args.allow_cpu_fallback,
+        batch_size=args.batch_size,
+        thresholds=Thresholds(args.max_drop, args.min_within_one),
+        progress=not args.json,
+    )
+    if args.json:
+        print(report.to_json())
+        return 0 if report.ok else 1
+    print(f"{report.model} on {report.data} ({report.task}), onnxruntime providers: {', '.join(report.providers)}")
+    keys = [k for k in ("top1", "top5", "psnr") if k in report.metrics["onnxruntime"]]
+    print(f"{'model':<14}" + "".join(f"{k:>10}" for k in keys) + f"{'n':>8}")
+    for name, m in report.metrics.items():
+        print(f"{name:<14}" + "".join(f"{m[k]:>10.3f}" for k in keys) + f"{int(m['n']):>8}")
+    for name, a in report.agreement.items():
+        label = "PyTorch model of the export" if name == "export_reference" else "quant-aware model"
+        print(
+            f"agreement with the {label}: max {a['max_steps']:.2f} output steps, "
+            f"{100 * a['within_one']:.2f}% of {a['elements']:,} within ±1"
+        )
+    for row in report.divergence:
+        print(f"  {row['quantizer']:<40} max {row['max_steps']:6.2f} steps, {100 * row['within_one']:7.3f}% within ±1")
+    if report.divergence:
+        print(f"first divergence: {report.divergence[-1]['quantizer']}")
+    for failure in report.failures:
+        print(f"FAILED: {failure}")
+    print("OK" if report.ok else "NOT OK")
+    return 0 if report.ok else 1

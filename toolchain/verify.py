@@ -1,0 +1,197 @@
+"""``verify``: is an exported model fit to deploy? Accuracy in onnxruntime next to PyTorch, agreement, localisation.
+
+What it measures, on the test split of the model's data set (or ``data``):
+
+* the task metrics (top-1/top-5, or PSNR on Y) of the exported model run by ``runtime.load``, and of the
+  quant-aware and float PyTorch models when their checkpoints are given;
+* agreement in output quantization steps between onnxruntime and the PyTorch model of the export (batch norm
+  folded, int32 bias: :func:`exporters.reference.folded_model`) and the quant-aware model: largest difference and
+  share within ±1 step;
+* when agreement misses its threshold, the first activation quantizer (in graph order) whose onnxruntime values
+  diverge from PyTorch's beyond one step on more than the allowed share: where to look.
+
+Thresholds are arguments; :class:`Report` says which were missed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+
+import runtime
+from runtime import ToolchainError
+
+from .agreement import compare, output_step
+from .data import DataBundle
+from .training import evaluate, load_bundle
+from .training.recipe import RECIPES
+from .training.restore import Restored, restore
+
+__all__ = ["Report", "Thresholds", "localise", "verify"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_drop: float = 0.1  # metric points (top-1 %, or PSNR dB) the export may lose against the QAT model
+    min_within_one: float = 0.999  # share of outputs within ±1 step of the PyTorch model of the export
+
+
+@dataclass
+class Report:
+    model: str
+    data: str
+    task: str
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # "onnxruntime" / "qat" / "float"
+    agreement: dict[str, dict[str, Any]] = field(default_factory=dict)  # "export_reference" / "qat"
+    divergence: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    providers: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "ok": self.ok})
+
+
+class _Session(nn.Module):
+    """Lets ``training.evaluate`` drive an onnxruntime model like a module."""
+
+    def __init__(self, model: runtime.Model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.model.run(x.float().numpy())[0])
+
+
+def _bundle_for(model: runtime.Model, data: str | None, data_dir: str | None) -> DataBundle:
+    """The data set recorded at export (``toolchain.config``), unless ``data``/``data_dir`` override it."""
+    meta = json.loads(model.metadata.get("toolchain.config", "{}"))
+    saved = meta.get("checkpoint_config")
+    if saved is None and data is None:
+        raise ToolchainError("the model records no data set; pass --data (and --data-dir)")
+    config_cls = RECIPES[meta.get("recipe", "float")].config_class
+    config = config_cls.from_dict(saved) if saved else config_cls(data=str(data))
+    config = config.replace(**{k: v for k, v in {"data": data, "data_dir": data_dir}.items() if v is not None})
+    return load_bundle(config.replace(subset=None))
+
+
+def verify(
+    model_path: str | Path,
+    *,
+    qat: str | Path | None = None,
+    float_checkpoint: str | Path | None = None,
+    data: str | None = None,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    allow_fallback: bool = False,
+    batch_size: int = 256,
+    thresholds: Thresholds = Thresholds(),
+    progress: bool = True,
+) -> Report:
+    model = runtime.load(model_path, device, allow_fallback=allow_fallback)
+    restored = restore(qat, data=data, data_dir=data_dir) if qat else None
+    bundle = restored.bundle if restored else _bundle_for(model, data, data_dir)
+    report = Report(str(model_path), bundle.name, bundle.task, providers=model.providers)
+    key = "top1" if bundle.task == "classification" else "psnr"
+    report.metrics["onnxruntime"] = evaluate(_Session(model), bundle.test, bundle.task, "cpu", batch_size, progress)
+    if restored is not None:
+        report.metrics["qat"] = evaluate(restored.model, bundle.test, bundle.task, "cpu", batch_size, progress)
+        drop = report.metrics["qat"][key] - report.metrics["onnxruntime"][key]
+        if drop > thresholds.max_drop:
+            report.failures.append(f"{key} drops {drop:.3f} against the QAT model (allowed {thresholds.max_drop})")
+        _agreement(report, model, restored, bundle, thresholds)
+    if float_checkpoint:
+        restored_float = restore(float_checkpoint, data=bundle.name, data_dir=data_dir)
+        report.metrics["float"] = evaluate(restored_float.model, bundle.test, bundle.task, "cpu", batch_size, progress)
+    return report
+
+
+def _agreement(report: Report, model: runtime.Model, restored: Restored, bundle: DataBundle, t: Thresholds) -> None:
+    from exporters import build_graph
+    from exporters.reference import folded_model
+
+    gm = restored.model
+    if not isinstance(gm, fx.GraphModule):
+        raise ToolchainError("--qat must be a quant-aware checkpoint (written by `toolchain qat`)")
+    x = torch.cat([b for b, _ in _first(bundle.test.batches(256), 4)])
+    built = build_graph(gm, x[:2])
+    candidate = model.run(x.numpy())[0]
+    step = output_step(gm)
+    with torch.no_grad():
+        folded, qat = folded_model(gm, built)(x).numpy(), gm(x).numpy()
+    report.agreement["export_reference"] = compare(folded, candidate, step).to_dict()
+    report.agreement["qat"] = compare(qat, candidate, step).to_dict()
+    share = report.agreement["export_reference"]["within_one"]
+    if share < t.min_within_one:
+        report.failures.append(
+            f"{100 * share:.2f}% of outputs within ±1 step of the PyTorch model of the export "
+            f"(required {100 * t.min_within_one:.2f}%)"
+        )
+        report.divergence = localise(gm, built, model.path, x[:64], t.min_within_one)
+
+
+def _first(iterator: Any, n: int) -> list[Any]:
+    out = []
+    for item in iterator:
+        out.append(item)
+        if len(out) == n:
+            break
+    return out
+
+
+def localise(
+    gm: fx.GraphModule, built: Any, model_path: str | Path, x: torch.Tensor, min_within_one: float
+) -> list[dict[str, Any]]:
+    """Per activation quantizer, in graph order: agreement of the exported model's values in onnxruntime with the
+    PyTorch model of the export of ``gm``.
+
+    The exported model (standalone or sidecar pair) is materialised with every quantizer's output exposed. The
+    returned list ends at the first quantizer whose share within ±1 step is below ``min_within_one``.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from exporters.reference import folded_model
+    from runtime.session import materialize
+
+    from .quant.prepare import act_quantizers
+
+    ref = folded_model(gm, built)
+    quants = act_quantizers(ref)
+    captured: dict[str, np.ndarray] = {}
+    hooks = [
+        q.register_forward_hook(lambda _m, _i, out, n=n: captured.__setitem__(n, out.detach().numpy()))
+        for n, q in quants
+    ]
+    with torch.no_grad():
+        ref(x)
+    for h in hooks:
+        h.remove()
+    probe = materialize(model_path)
+    names = [f"{n.replace('_aq', '.act')}.dequantize.out" for n, _ in quants]
+    produced = {o for node in probe.graph.node for o in node.output}
+    names = [n for n in names if n in produced]
+    for n in names:
+        probe.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = dict(zip(names, session.run(names, {"input": x.numpy()})))
+    rows = []
+    for n, q in quants:
+        onnx_name = f"{n.replace('_aq', '.act')}.dequantize.out"
+        if onnx_name not in values:
+            continue
+        a = compare(captured[n], values[onnx_name], float(q.step()))
+        rows.append({"quantizer": n, "max_steps": a.max_steps, "within_one": a.within_one})
+        if a.within_one < min_within_one:
+            break
+    return rows
