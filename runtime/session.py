@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,9 +197,10 @@ def _attach_sidecar(
                 f"{onnx.TensorProto.DataType.Name(init.data_type)} {list(init.dims)}"
             )
     keep = []
-    for record in index.records:
-        array = np.ascontiguousarray(index.decode(record))
-        value = ort.OrtValue.ortvalue_from_numpy(array)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # zlib and CRC-32 release the GIL
+        arrays = list(pool.map(index.decode, index.records))
+    for record, array in zip(index.records, arrays):
+        value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
         options.add_initializer(record.name, value)
         keep += [array, value]
     return index, keep

@@ -16,7 +16,7 @@ specification in prose. Layout (all integers little-endian)::
 A record describes one int8 weight initializer of the graph::
 
     {"name", "dtype": "int8", "shape": [...], "bits": 2..8, "multiplier": 1..63, "axis": int | null,
-     "steps": [...], "zero_point": 0, "sparsity": "none", "codec": "raw" | "deflate" | ..., "offset",
+     "steps": "<base64 float32>", "zero_point": 0, "sparsity": "none", "codec": "raw" | "deflate" | ..., "offset",
      "length", "decoded_bytes", "crc32"}
 
 The coded values are the integer levels ``q`` (``|q| ≤ 2^(bits−1) − 1``); the graph's initializer holds
@@ -30,6 +30,8 @@ truncated, flipped or foreign file is refused with a :class:`SidecarError`, neve
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import struct
@@ -78,7 +80,7 @@ class SidecarTensor:
     multiplier: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TensorRecord:
     name: str
     dtype: str
@@ -86,7 +88,7 @@ class TensorRecord:
     bits: int
     multiplier: int
     axis: int | None
-    steps: tuple[float, ...]
+    steps: np.ndarray  # float32, read-only
     zero_point: int
     sparsity: str
     codec: str
@@ -107,7 +109,7 @@ class TensorRecord:
             "bits": self.bits,
             "multiplier": self.multiplier,
             "axis": self.axis,
-            "steps": list(self.steps),
+            "steps": base64.b64encode(self.steps.astype("<f4").tobytes()).decode("ascii"),
             "zero_point": self.zero_point,
             "sparsity": self.sparsity,
             "codec": self.codec,
@@ -167,7 +169,7 @@ def encode_sidecar(
                 int(t.bits),
                 int(t.multiplier),
                 t.axis,
-                tuple(float(s) for s in np.asarray(t.steps, dtype=np.float32).reshape(-1)),
+                np.asarray(t.steps, dtype=np.float32).reshape(-1),
                 0,
                 "none",
                 codec,
@@ -230,7 +232,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "bits": int,
     "multiplier": int,
     "axis": (int, type(None)),
-    "steps": list,
+    "steps": str,
     "zero_point": int,
     "sparsity": str,
     "codec": str,
@@ -275,8 +277,13 @@ def _record(raw: Any, index: int) -> TensorRecord:
     if axis is not None and not 0 <= axis < len(shape):
         raise SidecarError(f"{where}: axis {axis} out of range for shape {shape}")
     n_steps = 1 if axis is None else shape[axis]
-    if len(steps) != n_steps or not all(isinstance(s, float | int) and math.isfinite(s) and s > 0 for s in steps):
+    try:
+        values = np.frombuffer(base64.b64decode(steps, validate=True), dtype="<f4").astype(np.float32)
+    except (ValueError, binascii.Error):
+        raise SidecarError(f"{where}: steps are not base64 float32") from None
+    if values.size != n_steps or not np.all(np.isfinite(values) & (values > 0)):
         raise SidecarError(f"{where}: expected {n_steps} positive finite steps")
+    values.flags.writeable = False
     if raw["offset"] < 0 or raw["length"] < 0 or not 0 <= raw["crc32"] < 1 << 32:
         raise SidecarError(f"{where}: negative offset/length or invalid CRC field")
     return TensorRecord(
@@ -286,7 +293,7 @@ def _record(raw: Any, index: int) -> TensorRecord:
         raw["bits"],
         raw["multiplier"],
         axis,
-        tuple(float(s) for s in steps),
+        values,
         0,
         raw["sparsity"],
         raw["codec"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import zlib
@@ -57,6 +58,7 @@ def test_choose_codec_never_exceeds_raw() -> None:
     sparse = np.where(rng.random(4096) < 0.9, 0, 1).astype(np.int8)
     assert len(choose_codec(noise)[1]) <= noise.size
     assert choose_codec(sparse)[0] == "deflate" and len(choose_codec(sparse)[1]) < sparse.size // 4
+    assert choose_codec(noise)[0] == "raw"  # DEFLATE cannot shrink uniform 8-bit noise enough to pay for inflating
 
 
 def _tensors() -> list[SidecarTensor]:
@@ -86,6 +88,10 @@ def _with_header(data: bytes, edit) -> bytes:
     return struct.pack("<8sHHII", magic, version, reserved, len(raw), zlib.crc32(raw)) + raw + data[20 + length :]
 
 
+def _b64(values: list[float]) -> str:
+    return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode()
+
+
 def _set(record: int, key: str, value):
     return lambda h: h["tensors"][record].__setitem__(key, value)
 
@@ -106,8 +112,10 @@ BAD = {
     "declared size mismatch": lambda d: _with_header(d, _set(0, "decoded_bytes", 1)),
     "huge shape": lambda d: _with_header(d, _set(0, "shape", [2**30, 2**30])),
     "negative dimension": lambda d: _with_header(d, _set(0, "shape", [-8, 4, 3, 3])),
-    "steps count": lambda d: _with_header(d, _set(0, "steps", [0.1])),
-    "non-positive step": lambda d: _with_header(d, _set(1, "steps", [0.0])),
+    "steps count": lambda d: _with_header(d, _set(0, "steps", _b64([0.1]))),
+    "non-positive step": lambda d: _with_header(d, _set(1, "steps", _b64([0.0]))),
+    "non-finite step": lambda d: _with_header(d, _set(1, "steps", _b64([float("nan")]))),
+    "steps not base64": lambda d: _with_header(d, _set(1, "steps", "!!")),
     "missing field": lambda d: _with_header(d, lambda h: h["tensors"][0].pop("crc32")),
     "wrong field type": lambda d: _with_header(d, _set(0, "bits", "2")),
     "non-contiguous offsets": lambda d: _with_header(d, _set(1, "offset", 0)),

@@ -93,6 +93,11 @@ def test_run_upscales_with_a_super_resolution_export(cli, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     with Image.open(tmp_path / "o" / "in_x2.png") as out:
         assert out.size == (60, 40) and out.mode == "RGB"
+    model = tmp_path / "e" / "model.compressed.onnx"
+    done = cli("verify", str(model), "--qat", str(tmp_path / "q" / "last.pt"), "--json")
+    report = json.loads(done.stdout)
+    assert report["task"] == "super_resolution" and {"psnr", "ssim"} <= set(report["metrics"]["onnxruntime"])
+    assert report["agreement"]["export_reference"]["within_one"] >= 0.999
 
 
 def test_inspect_lists_sidecar_tensors_and_integer_kernels(cli, lenet_checkpoints) -> None:

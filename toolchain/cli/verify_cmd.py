@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(report.to_json())
         return 0 if report.ok else 1
     print(f"{report.model} on {report.data} ({report.task}), onnxruntime providers: {', '.join(report.providers)}")
-    keys = [k for k in ("top1", "top5", "psnr") if k in report.metrics["onnxruntime"]]
+    keys = [k for k in ("top1", "top5", "psnr", "ssim") if k in report.metrics["onnxruntime"]]
     print(f"{'model':<14}" + "".join(f"{k:>10}" for k in keys) + f"{'n':>8}")
     for name, m in report.metrics.items():
         print(f"{name:<14}" + "".join(f"{m[k]:>10.3f}" for k in keys) + f"{int(m['n']):>8}")

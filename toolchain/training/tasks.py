@@ -56,9 +56,26 @@ def psnr(out: torch.Tensor, target: torch.Tensor, border: int) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
+def ssim(out: torch.Tensor, target: torch.Tensor, border: int) -> torch.Tensor:
+    """Per-image SSIM of [0, 1] single-channel images, ``border`` cropped: scikit-image's ``structural_similarity``
+    with the settings of Wang et al. 2004 (Gaussian window σ = 1.5, population covariance), as SR papers report it.
+    """
+    from skimage.metrics import structural_similarity
+
+    if border:
+        out, target = out[..., border:-border, border:-border], target[..., border:-border, border:-border]
+    a, b = out.clamp(0, 1).detach().cpu().numpy(), target.detach().cpu().numpy()
+    values = [
+        structural_similarity(x[0], y[0], data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        for x, y in zip(a, b)
+    ]
+    return torch.tensor(values, dtype=torch.float64)
+
+
 def _sr_metrics(out: torch.Tensor, target: torch.Tensor, scale: int) -> dict[str, float]:
     return {
         "psnr": psnr(out, target, scale).sum().item(),
+        "ssim": ssim(out, target, scale).sum().item(),
         "loss": F.l1_loss(out, target, reduction="none").flatten(1).mean(1).sum().item(),
     }
 
