@@ -32,6 +32,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from benchmarks.common import save_report
+
 warnings.filterwarnings("ignore")
 
 
@@ -175,12 +177,7 @@ def main() -> int:
                 print(name, batch, json.dumps(entry[f"batch{batch}"], indent=None), flush=True)
             entry["wall_s"] = time.time() - t0
             report["models"][name] = entry
-    report["wall_s"] = time.time() - start
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return save_report(report, args.out, start)
 
 
 if __name__ == "__main__":

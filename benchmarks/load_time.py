@@ -22,6 +22,8 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
+from benchmarks.common import save_report
+
 warnings.filterwarnings("ignore")
 
 
@@ -89,12 +91,7 @@ def main() -> int:
                 row["ratio_median"] = row["sidecar_median_ms"] / row["standalone_median_ms"]
                 print(json.dumps(row), flush=True)
                 report["results"].append(row)
-    report["wall_s"] = time.time() - start
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return save_report(report, args.out, start)
 
 
 if __name__ == "__main__":

@@ -264,27 +264,24 @@ def _pixel_shuffle(ctx: ExportContext, node: fx.Node, inputs: list[Any], module:
     return ctx.op("DepthToSpace", _name(node), [inputs[0]], {"blocksize": int(factor), "mode": "CRD"})
 
 
-def _max_pool(ctx: ExportContext, node: fx.Node, inputs: list[Any], m: nn.MaxPool2d) -> Any:
-    attrs = {
+def _pool_attrs(m: Any) -> dict[str, Any]:
+    return {
         "kernel_shape": _pair(m.kernel_size),
-        "strides": _pair(m.stride),
+        "strides": _pair(m.stride if m.stride is not None else m.kernel_size),
         "pads": _pair(m.padding) * 2,
-        "dilations": _pair(m.dilation),
         "ceil_mode": int(m.ceil_mode),
     }
+
+
+def _max_pool(ctx: ExportContext, node: fx.Node, inputs: list[Any], m: nn.MaxPool2d) -> Any:
+    attrs = {**_pool_attrs(m), "dilations": _pair(m.dilation)}
     return ctx.op("MaxPool", _name(node), [inputs[0]], attrs)
 
 
 def _avg_pool(ctx: ExportContext, node: fx.Node, inputs: list[Any], m: nn.AvgPool2d) -> Any:
     if m.divisor_override is not None:
         raise ToolchainError(f"layer {node.target!r}: AvgPool2d divisor_override does not export")
-    attrs = {
-        "kernel_shape": _pair(m.kernel_size),
-        "strides": _pair(m.stride),
-        "pads": _pair(m.padding) * 2,
-        "ceil_mode": int(m.ceil_mode),
-        "count_include_pad": int(m.count_include_pad),
-    }
+    attrs = {**_pool_attrs(m), "count_include_pad": int(m.count_include_pad)}
     return ctx.op("AveragePool", _name(node), [inputs[0]], attrs)
 
 

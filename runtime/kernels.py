@@ -14,7 +14,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FLOAT_COMPUTE_OPS", "FLOAT_ELEMENTWISE_OPS", "INTEGER_OPS", "classify_kernels", "optimized_graph"]
+__all__ = [
+    "FLOAT_COMPUTE_OPS",
+    "FLOAT_ELEMENTWISE_OPS",
+    "INTEGER_OPS",
+    "classify_kernels",
+    "describe_kernels",
+    "optimized_graph",
+]
 
 INTEGER_OPS = frozenset(
     {
@@ -62,3 +69,13 @@ def classify_kernels(graph: Any) -> dict[str, dict[str, int]]:
         "float": {k: v for k, v in counts.items() if k in FLOAT_COMPUTE_OPS},
         "float_elementwise": {k: v for k, v in counts.items() if k in FLOAT_ELEMENTWISE_OPS},
     }
+
+
+def describe_kernels(kernels: dict[str, dict[str, int]]) -> str:
+    """Two lines for people: the integer kernels, and the float convolutions/matrix products left (ideally none)."""
+
+    def listing(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+
+    integer, floating = listing(kernels["integer"]), listing(kernels["float"])
+    return f"integer kernels: {integer}\nfloat convolutions/matrix products: {floating}"

@@ -15,6 +15,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def warm(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
+    """Give batch norm realistic running statistics (a random-init model in eval mode collapses to ~0)."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+    return model.eval()
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)

@@ -9,9 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.fx as fx
-from torch import nn
 
 from models import create_model, get_model_spec
+from tests.conftest import warm
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
 warnings.filterwarnings("ignore", module="brevitas")
@@ -21,15 +21,6 @@ def sample(name: str, n: int = 4, seed: int = 0) -> torch.Tensor:
     spec = get_model_spec(name)
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, spec.in_chans, spec.input_size, spec.input_size, generator=g)
-
-
-def warm(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Realistic batch-norm statistics: a few train-mode passes (random-init running stats are 0 and 1)."""
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(x)
-    return model.eval()
 
 
 @functools.cache

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import struct
 import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import runtime
 from exporters import export_model
 from runtime import ToolchainError
 from tests.exporters.helpers import prepared, sample
+from tests.runtime.helpers import edit_header
 
 STEM = "model"
 
@@ -60,14 +59,6 @@ def _set_meta(folder: Path, key: str, value: str) -> None:
         if p.key == key:
             p.value = value
     (folder / f"{STEM}.compressed.onnx").write_bytes(graph.SerializeToString())
-
-
-def _edit_header(data: bytes, edit) -> bytes:
-    magic, version, reserved, length, _ = struct.unpack_from("<8sHHII", data)
-    header = json.loads(data[20 : 20 + length])
-    edit(header)
-    raw = json.dumps(header).encode()
-    return struct.pack("<8sHHII", magic, version, reserved, len(raw), zlib.crc32(raw)) + raw + data[20 + length :]
 
 
 def test_sidecar_artefact_is_bit_identical_to_the_standalone(exported: Path) -> None:
@@ -115,9 +106,9 @@ def _shape_of_first(h: dict) -> None:
     ("edit", "message"),
     [
         (lambda d: d[:8] + struct.pack("<H", 7) + d[10:], "unsupported sidecar format version 7"),
-        (lambda d: _edit_header(d, lambda h: h["tensors"][0].update(codec="brotli")), "unknown codec 'brotli'"),
-        (lambda d: _edit_header(d, _shape_of_first), "graph expects"),
-        (lambda d: _edit_header(d, lambda h: h["tensors"][-1].update(name="other")), "sidecar and graph disagree"),
+        (lambda d: edit_header(d, lambda h: h["tensors"][0].update(codec="brotli")), "unknown codec 'brotli'"),
+        (lambda d: edit_header(d, _shape_of_first), "graph expects"),
+        (lambda d: edit_header(d, lambda h: h["tensors"][-1].update(name="other")), "sidecar and graph disagree"),
         (lambda d: d + b"\0\0", "padded"),
     ],
 )

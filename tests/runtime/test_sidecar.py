@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import json
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from hypothesis import strategies as st
 
 from runtime.codecs import CODECS, CodecError, choose_codec
 from runtime.sidecar import MAGIC, SidecarError, SidecarTensor, encode_sidecar, parse_sidecar
+from tests.runtime.helpers import edit_header
 
 
 @st.composite
@@ -79,15 +78,6 @@ def test_sidecar_round_trip_and_determinism() -> None:
         assert r.bits == t.bits and r.axis == t.axis and len(r.steps) == t.steps.size
 
 
-def _with_header(data: bytes, edit) -> bytes:
-    """Re-encode the header after ``edit(header_dict)``, with a valid CRC, so only the edited field is wrong."""
-    magic, version, reserved, length, _ = struct.unpack_from("<8sHHII", data)
-    header = json.loads(data[20 : 20 + length])
-    edit(header)
-    raw = json.dumps(header).encode()
-    return struct.pack("<8sHHII", magic, version, reserved, len(raw), zlib.crc32(raw)) + raw + data[20 + length :]
-
-
 def _b64(values: list[float]) -> str:
     return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode()
 
@@ -105,22 +95,22 @@ BAD = {
     "padded payload": lambda d: d + b"\0",
     "header length beyond file": lambda d: d[:12] + struct.pack("<I", 10**9) + d[16:],
     "flipped header byte": lambda d: d[:30] + bytes([d[30] ^ 0x40]) + d[31:],
-    "unknown codec": lambda d: _with_header(d, _set(0, "codec", "lzma9")),
-    "unknown sparsity": lambda d: _with_header(d, _set(0, "sparsity", "csr")),
-    "bits out of range": lambda d: _with_header(d, _set(0, "bits", 9)),
-    "multiplier overflow": lambda d: _with_header(d, _set(1, "multiplier", 2)),
-    "declared size mismatch": lambda d: _with_header(d, _set(0, "decoded_bytes", 1)),
-    "huge shape": lambda d: _with_header(d, _set(0, "shape", [2**30, 2**30])),
-    "negative dimension": lambda d: _with_header(d, _set(0, "shape", [-8, 4, 3, 3])),
-    "steps count": lambda d: _with_header(d, _set(0, "steps", _b64([0.1]))),
-    "non-positive step": lambda d: _with_header(d, _set(1, "steps", _b64([0.0]))),
-    "non-finite step": lambda d: _with_header(d, _set(1, "steps", _b64([float("nan")]))),
-    "steps not base64": lambda d: _with_header(d, _set(1, "steps", "!!")),
-    "missing field": lambda d: _with_header(d, lambda h: h["tensors"][0].pop("crc32")),
-    "wrong field type": lambda d: _with_header(d, _set(0, "bits", "2")),
-    "non-contiguous offsets": lambda d: _with_header(d, _set(1, "offset", 0)),
-    "duplicate name": lambda d: _with_header(d, _set(1, "name", "conv.weight")),
-    "header not an object": lambda d: _with_header(d, lambda h: h.clear()),
+    "unknown codec": lambda d: edit_header(d, _set(0, "codec", "lzma9")),
+    "unknown sparsity": lambda d: edit_header(d, _set(0, "sparsity", "csr")),
+    "bits out of range": lambda d: edit_header(d, _set(0, "bits", 9)),
+    "multiplier overflow": lambda d: edit_header(d, _set(1, "multiplier", 2)),
+    "declared size mismatch": lambda d: edit_header(d, _set(0, "decoded_bytes", 1)),
+    "huge shape": lambda d: edit_header(d, _set(0, "shape", [2**30, 2**30])),
+    "negative dimension": lambda d: edit_header(d, _set(0, "shape", [-8, 4, 3, 3])),
+    "steps count": lambda d: edit_header(d, _set(0, "steps", _b64([0.1]))),
+    "non-positive step": lambda d: edit_header(d, _set(1, "steps", _b64([0.0]))),
+    "non-finite step": lambda d: edit_header(d, _set(1, "steps", _b64([float("nan")]))),
+    "steps not base64": lambda d: edit_header(d, _set(1, "steps", "!!")),
+    "missing field": lambda d: edit_header(d, lambda h: h["tensors"][0].pop("crc32")),
+    "wrong field type": lambda d: edit_header(d, _set(0, "bits", "2")),
+    "non-contiguous offsets": lambda d: edit_header(d, _set(1, "offset", 0)),
+    "duplicate name": lambda d: edit_header(d, _set(1, "name", "conv.weight")),
+    "header not an object": lambda d: edit_header(d, lambda h: h.clear()),
 }
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from models import create_model, get_model_spec, list_models
 from runtime import ToolchainError
+from tests.conftest import warm
 from toolchain.quant import (
     MSQERegularizer,
     QuantConfig,
@@ -23,15 +24,6 @@ from toolchain.quant import (
 from toolchain.quant.prepare import act_quantizers
 
 warnings.filterwarnings("ignore", module="brevitas")
-
-
-def _warm(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Give batch norm realistic running statistics (a random-init model in eval mode collapses to ~0)."""
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(x)
-    return model.eval()
 
 
 def _sample(name: str, n: int = 8) -> torch.Tensor:
@@ -58,7 +50,7 @@ def test_per_channel_step_shape_and_levels() -> None:
 
 @pytest.mark.parametrize("name", list_models(tag="tiny"))
 def test_prepare_qat_every_tiny_model(name: str) -> None:
-    model = _warm(create_model(name), _sample(name))
+    model = warm(create_model(name), _sample(name))
     qat = prepare_qat(model, QuantConfig(wbits=4, abits=8))
     x = _sample(name, 4)
     calibrate(qat, [x])
@@ -156,7 +148,7 @@ def test_baseline_modes(mode: str) -> None:
 
 def test_freeze_folds_batch_norm_exactly() -> None:
     """The frozen (BN-folded) integer conv computes what the quant-aware conv followed by BN computes."""
-    model = _warm(create_model("mobilenet_v2_tiny"), _sample("mobilenet_v2_tiny"))
+    model = warm(create_model("mobilenet_v2_tiny"), _sample("mobilenet_v2_tiny"))
     with torch.no_grad():  # make BN non-trivial, including a negative scale
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):

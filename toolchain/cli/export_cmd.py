@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from exporters import export_model
     from exporters.reference import folded_model
-    from runtime.kernels import classify_kernels, optimized_graph
+    from runtime.kernels import classify_kernels, describe_kernels, optimized_graph
 
     from ..agreement import compare, output_step
     from ..training.restore import restore
@@ -100,7 +100,5 @@ def run(args: argparse.Namespace) -> int:
             f"onnxruntime vs {label}: max {a.max_steps:.2f} output steps, "
             f"{100 * a.within_one:.2f}% of {a.elements:,} outputs within ±1"
         )
-    ints = ", ".join(f"{k} {v}" for k, v in sorted(kernels["integer"].items())) or "none"
-    floats = ", ".join(f"{k} {v}" for k, v in sorted(kernels["float"].items())) or "none"
-    print(f"integer kernels: {ints}\nfloat compute kernels: {floats}")
+    print(describe_kernels(kernels))
     return 0

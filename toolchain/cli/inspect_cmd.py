@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
     import runtime
-    from runtime.kernels import classify_kernels, optimized_graph
+    from runtime.kernels import classify_kernels, describe_kernels, optimized_graph
 
     model = runtime.load(args.model)
     options = ort.SessionOptions()
@@ -71,7 +71,5 @@ def run(args: argparse.Namespace) -> int:
                 f"{t['name']:<40} {shape:<18} {t['bits']:>4} {t['codec']:<8} {t['coded_bytes']:>9} "
                 f"{t['bits_per_weight']:>7.2f}"
             )
-    integer = ", ".join(f"{k} {v}" for k, v in sorted(kernels["integer"].items())) or "none"
-    floating = ", ".join(f"{k} {v}" for k, v in sorted(kernels["float"].items())) or "none"
-    print(f"integer kernels: {integer}\nfloat convolutions/matrix products: {floating}")
+    print(describe_kernels(kernels))
     return 0

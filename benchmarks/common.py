@@ -1,0 +1,18 @@
+"""What every benchmark script does at the end: stamp the wall time, write the JSON report, print it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+def save_report(report: dict[str, Any], out: Path | None, start: float) -> int:
+    """Add ``wall_s`` (since ``start``), write ``report`` to ``out`` (if given) and print it; returns exit status 0."""
+    report["wall_s"] = time.time() - start
+    text = json.dumps(report, indent=2)
+    if out:
+        out.write_text(text + "\n")
+    print(text)
+    return 0
