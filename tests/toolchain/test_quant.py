@@ -192,3 +192,14 @@ def test_step_gradient_through_the_regularizer_is_a_choice(step_grad: bool) -> N
     MSQERegularizer(qat, lam=1.0, step_grad=step_grad).msqe().backward()
     grads = [layer.weight_quant.tensor_quant.scaling_impl.value.grad for _, layer in quant_weight_layers(qat)]
     assert all((g is not None and g.abs().sum() > 0) == step_grad for g in grads)
+
+
+def test_io_sign_unsigned_quantizes_input_and_output_without_a_sign_bit() -> None:
+    """ESPCN's output passes through a pixel shuffle: its output quantizer is the last convolution's."""
+    for sign, expected in (("signed", True), ("unsigned", False)):
+        qat = prepare_qat(create_model("espcn_tiny"), QuantConfig(io_sign=sign))
+        quants = act_quantizers(qat)
+        assert quants[0][0] == "x_aq" and quants[0][1].signed is expected
+        assert quants[-1][1].signed is expected and quants[-1][1].bits == 8
+    with pytest.raises(ToolchainError, match="io_sign"):
+        QuantConfig(io_sign="maybe")

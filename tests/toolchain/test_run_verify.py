@@ -79,12 +79,16 @@ def test_run_refuses_missing_and_unreadable_inputs(cli, lenet_checkpoints, tmp_p
 def test_run_upscales_with_a_super_resolution_export(cli, tmp_path: Path) -> None:
     from toolchain.config import TrainConfig
     from toolchain.quant.qat import QATConfig, QATRecipe
+    from toolchain.quant.prepare import act_quantizers
     from toolchain.training import train
+    from toolchain.training.restore import restore
 
     common = {"model": "espcn_tiny", "data": "sr-photos", "data_args": {"scale": 2, "patch": 24}, "subset": 2}
     train(TrainConfig(out_dir=str(tmp_path / "f"), epochs=1, batch_size=8, **common), progress=False)
     qat = QATConfig(float_checkpoint=str(tmp_path / "f" / "last.pt"), out_dir=str(tmp_path / "q"), epochs=0, **common)
     train(qat, recipe=QATRecipe(qat), progress=False)
+    quants = act_quantizers(restore(tmp_path / "q" / "last.pt").model)
+    assert not quants[0][1].signed and not quants[-1][1].signed  # io_sign "auto": images in [0, 1] in and out
     assert cli("export", str(tmp_path / "q" / "last.pt"), "--out", str(tmp_path / "e")).returncode == 0
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "in.png")
     done = cli(

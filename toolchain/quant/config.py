@@ -8,7 +8,9 @@ from typing import Any
 from ..config import Config, opt
 from .quantizers import BITS_RANGE
 
-__all__ = ["QuantConfig"]
+__all__ = ["IO_SIGNS", "QuantConfig"]
+
+IO_SIGNS = ("auto", "signed", "unsigned")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +22,12 @@ class QuantConfig(Config):
     first_wbits: int = opt(8, "weight bits of the first weighted layer")
     last_wbits: int = opt(8, "weight bits of the last weighted layer")
     io_abits: int = opt(8, "bits of the network's input and output activations")
+    io_sign: str = opt(
+        "auto",
+        "sign of the input/output quantizers: signed, unsigned (data in [0, 1], e.g. images for super-resolution; "
+        "signed would waste one of the 8 bits), auto (unsigned for super-resolution data, else signed)",
+        choices=IO_SIGNS,
+    )
     per_channel: bool = opt(True, "one learnable weight step per output channel (else one per layer)")
     layer_wbits: dict[str, Any] = opt(
         None, "per-layer weight bits by module name, e.g. features.1.conv.0.0=8", default_factory=dict
@@ -33,3 +41,4 @@ class QuantConfig(Config):
         for layer, bits in self.layer_wbits.items():
             self._check(isinstance(bits, int) and bits in BITS_RANGE, f"layer_wbits[{layer!r}] must be 2…8")
         self._check(self.calib_batches >= 1, "calib_batches must be ≥ 1")
+        self._check_choice("io_sign", IO_SIGNS)

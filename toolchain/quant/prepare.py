@@ -263,12 +263,13 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> fx.GraphModule:
         _set_submodule(gm, name, _swap_weighted(gm.get_submodule(name), bits, config.per_channel))
 
     unsigned: dict[fx.Node, bool] = {}
-    outputs = {a for n in nodes if n.op == "output" for a in _flat_args(n.args)}
+    outputs = _output_values(nodes, rules)
+    io_signed = config.io_sign != "unsigned"  # "auto" is resolved by the caller that knows the task
     for node in nodes:
         rule = rules[node]
         inputs = [a for a in _flat_args(node.args) if isinstance(a, fx.Node)]
         if node.op == "placeholder":
-            unsigned[node] = unsigned[_insert_quant(gm, node, config.io_abits, signed=True)] = False
+            unsigned[node] = unsigned[_insert_quant(gm, node, config.io_abits, signed=io_signed)] = not io_signed
             continue
         if rule is None:
             continue
@@ -295,10 +296,28 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> fx.GraphModule:
         if rule.kind in ("weighted", "value") and followed and node not in outputs:
             continue
         bits = config.io_abits if node in outputs else config.abits
+        if node in outputs and not io_signed:
+            unsigned[node] = True
         unsigned[_insert_quant(gm, node, bits, signed=not unsigned[node])] = unsigned[node]
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+def _output_values(nodes: list[fx.Node], rules: dict[fx.Node, Rule | None]) -> set[fx.Node]:
+    """Nodes whose value is a network output, directly or through data-movement ("keep") ops such as a final
+    pixel shuffle: their quantizers are the output quantizers."""
+    found: set[fx.Node] = set()
+    stack = [a for n in nodes if n.op == "output" for a in _flat_args(n.args) if isinstance(a, fx.Node)]
+    while stack:
+        node = stack.pop()
+        if node in found:
+            continue
+        found.add(node)
+        rule = rules.get(node)
+        if rule is not None and rule.kind == "keep":
+            stack += [a for a in _flat_args(node.args) if isinstance(a, fx.Node)]
+    return found
 
 
 def _already_quantized(node: fx.Node) -> bool:

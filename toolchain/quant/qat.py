@@ -84,6 +84,8 @@ class QATRecipe(Recipe):
             if c.float_checkpoint is None:
                 raise ToolchainError("QAT needs --float-checkpoint (a float checkpoint or state dict to start from)")
             load_weights(model, c.float_checkpoint)
+        if c.io_sign == "auto":  # images in [0, 1] in and out for super-resolution; normalised data elsewhere
+            c = c.replace(io_sign="unsigned" if bundle.task == "super_resolution" else "signed")
         qat = prepare_qat(model.to(env.device), c).to(env.device)
         # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
         batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
