@@ -78,8 +78,8 @@ def test_run_refuses_missing_and_unreadable_inputs(cli, lenet_checkpoints, tmp_p
 
 def test_run_upscales_with_a_super_resolution_export(cli, tmp_path: Path) -> None:
     from toolchain.config import TrainConfig
-    from toolchain.quant.qat import QATConfig, QATRecipe
     from toolchain.quant.prepare import act_quantizers
+    from toolchain.quant.qat import QATConfig, QATRecipe
     from toolchain.training import train
     from toolchain.training.restore import restore
 
