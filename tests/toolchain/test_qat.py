@@ -116,3 +116,11 @@ def test_qat_under_torchrun_keeps_alpha_and_steps_identical(float_ckpt: Path, tm
     args = ["qat", "--wbits", "2", "--lam", "1", "--epochs", "2", "--subset", "256", "--batch-size", "16"]
     evals = torchrun_two_processes_in_step(tmp_path, *args, "--float-checkpoint", str(float_ckpt))
     assert len(evals) == 2
+
+
+def test_alpha_under_adamw_is_not_rescaled_by_lambda(float_ckpt: Path, tmp_path: Path) -> None:
+    """Adam normalises gradient scale: a rate of alpha_lr/λ with a tiny λ moved α by thousands per step (inf loss)."""
+    result = _qat(float_ckpt, tmp_path, wbits=8, optimizer="adamw", lr=1e-4, weight_decay=0.0, lam=3e-6, epochs=1)
+    recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"alpha"' in x]
+    alphas = [r["alpha"] for r in recs]
+    assert result["top1"] > 50 and max(alphas) - min(alphas) < 1.0  # α moves by ≤ alpha_lr per step

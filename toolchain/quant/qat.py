@@ -41,7 +41,9 @@ class QATConfig(QuantConfig, TrainConfig):
         "msqe", "regularizer: msqe (learnable coefficient), fixed (α frozen at α₀), none (plain QAT)", choices=MODES
     )
     lam: float = opt(1e-3, "λ, in units of the loss: at balance the penalty e^α·R_n equals λ")
-    alpha_lr: float = opt(1e-2, "learning rate of α relative to λ (its group's rate is alpha_lr/λ; no weight decay)")
+    alpha_lr: float = opt(
+        1e-2, "learning rate of α (SGD: relative to λ, the group's rate is alpha_lr/λ; AdamW: as is; no weight decay)"
+    )
     step_grad: bool = opt(False, "let the regularizer's gradient reach the weight steps δ")
     plot_layer: str | None = opt(None, "layer whose weight histogram is plotted (default: the largest inner one)")
     out_dir: str = opt("runs/qat", "output folder: config.toml, metrics.jsonl, last.pt, plots")
@@ -107,9 +109,11 @@ class QATRecipe(Recipe):
             {"params": no_decay, "weight_decay": 0.0},
         ]
         if self.regularizer.alpha.requires_grad:
-            # ∂C/∂α = λ (e^α R_n / λ − 1) scales with λ; dividing the rate by λ makes α relax towards balance at
-            # a speed that does not depend on λ.
-            alpha_lr = self.config.alpha_lr / self.config.lam
+            # ∂C/∂α = λ (e^α R_n / λ − 1) scales with λ; for SGD, dividing the rate by λ makes α relax towards
+            # balance at a speed that does not depend on λ. Adam already normalises the gradient's scale: dividing
+            # its rate by a small λ would move α by ~alpha_lr/λ per step and blow up (measured: λ = 3e-6 → inf).
+            sgd = self.config.optimizer == "sgd"
+            alpha_lr = self.config.alpha_lr / self.config.lam if sgd else self.config.alpha_lr
             groups.append({"params": [self.regularizer.alpha], "weight_decay": 0.0, "lr": alpha_lr})
         return groups
 
