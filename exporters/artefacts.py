@@ -27,16 +27,13 @@ import torch
 import torch.fx as fx
 
 from runtime import ToolchainError, atomic_write_many
+from runtime.session import META_CONFIG, META_FORMAT, META_SIDECAR, META_SIDECAR_SHA256
 from runtime.sidecar import SidecarTensor, encode_sidecar
 
 from .graph import BuiltGraph, WeightTensor, build_graph
 
 __all__ = ["ExportResult", "export_model", "sidecar_graph"]
 
-META_FORMAT = "toolchain.format"
-META_SIDECAR = "toolchain.sidecar"
-META_SIDECAR_SHA256 = "toolchain.sidecar_sha256"
-META_CONFIG = "toolchain.config"
 # Hollow weight initializers point into the sidecar at an offset no sidecar reaches: a plain onnxruntime session
 # refuses them ("out of bounds") instead of reading coded bytes as weights; runtime.load supplies the decoded ones.
 HOLLOW_OFFSET = 1 << 40

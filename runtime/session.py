@@ -33,6 +33,7 @@ __all__ = ["DEVICES", "Model", "TensorInfo", "load", "materialize", "providers_f
 META_FORMAT = "toolchain.format"
 META_SIDECAR = "toolchain.sidecar"
 META_SIDECAR_SHA256 = "toolchain.sidecar_sha256"
+META_CONFIG = "toolchain.config"  # metadata keys: the one definition, which the exporter writes through
 MAX_SIDECAR_BYTES = 8 << 30
 
 DEVICES = {
@@ -70,9 +71,12 @@ def providers_for(device: str, allow_fallback: bool = False) -> list[str]:
 class Model:
     """An onnxruntime session over an exported model, with checked inputs."""
 
-    def __init__(self, path: Path, session: Any, sidecar: SidecarIndex | None, keep: list[Any]) -> None:
+    def __init__(
+        self, path: Path, session: Any, sidecar: SidecarIndex | None, initializers: dict[str, tuple[Any, Any]]
+    ) -> None:
         self.path, self.sidecar = path, sidecar
-        self._session, self._keep = session, keep  # the decoded arrays must outlive the session
+        # name -> (decoded array, OrtValue): the arrays must outlive the session, and ``kernels`` reuses them
+        self._session, self._initializers = session, initializers
         self.inputs = [TensorInfo(i.name, tuple(i.shape), _NUMPY_TYPES.get(i.type)) for i in session.get_inputs()]
         self.outputs = [TensorInfo(o.name, tuple(o.shape), _NUMPY_TYPES.get(o.type)) for o in session.get_outputs()]
 
@@ -84,6 +88,17 @@ class Model:
     @property
     def metadata(self) -> dict[str, str]:
         return dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def kernels(self) -> dict[str, dict[str, int]]:
+        """The fixed-point check: integer and float kernels in onnxruntime's optimized graph of this model."""
+        import onnxruntime as ort
+
+        from .kernels import classify_kernels, optimized_graph
+
+        options = ort.SessionOptions()
+        for name, (_, value) in self._initializers.items():  # the optimizer must see the decoded weights
+            options.add_initializer(name, value)
+        return classify_kernels(optimized_graph(self.path, options))
 
     def run(self, inputs: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run on one array (single-input models) or a name → array mapping; returns every output."""
@@ -139,9 +154,9 @@ def load(
     meta = {p.key: p.value for p in graph.metadata_props}
     hollow = {i.name: i for i in graph.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
     sidecar: SidecarIndex | None = None
-    keep: list[Any] = []
+    initializers: dict[str, tuple[Any, Any]] = {}
     if META_SIDECAR in meta:
-        sidecar, keep = _attach_sidecar(graph_path, meta, hollow, options)
+        sidecar, initializers = _attach_sidecar(graph_path, meta, hollow, options)
     elif hollow:
         raise ToolchainError(
             f"{graph_path} has external initializers ({', '.join(sorted(hollow)[:3])}, ...) but names no sidecar"
@@ -150,7 +165,7 @@ def load(
         session = ort.InferenceSession(str(graph_path), options, providers=providers)
     except Exception as e:
         raise ToolchainError(f"onnxruntime cannot load {graph_path}: {e}") from None
-    return Model(graph_path, session, sidecar, keep)
+    return Model(graph_path, session, sidecar, initializers)
 
 
 def _sidecar_path(graph_path: Path, name: str) -> Path:
@@ -169,7 +184,7 @@ def _sidecar_path(graph_path: Path, name: str) -> Path:
 
 def _attach_sidecar(
     graph_path: Path, meta: dict[str, str], hollow: dict[str, Any], options: Any
-) -> tuple[SidecarIndex, list[Any]]:
+) -> tuple[SidecarIndex, dict[str, tuple[Any, Any]]]:
     import onnx
     import onnxruntime as ort
 
@@ -196,14 +211,15 @@ def _attach_sidecar(
                 f"tensor {name!r}: sidecar declares int8 {list(record.shape)}, graph expects "
                 f"{onnx.TensorProto.DataType.Name(init.data_type)} {list(init.dims)}"
             )
-    keep = []
+    initializers = {}
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # zlib and CRC-32 release the GIL
         arrays = list(pool.map(index.decode, index.records))
     for record, array in zip(index.records, arrays):
-        value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
+        array = np.ascontiguousarray(array)
+        value = ort.OrtValue.ortvalue_from_numpy(array)
         options.add_initializer(record.name, value)
-        keep += [array, value]
-    return index, keep
+        initializers[record.name] = (array, value)
+    return index, initializers
 
 
 def materialize(path: str | os.PathLike[str]) -> Any:
@@ -217,7 +233,7 @@ def materialize(path: str | os.PathLike[str]) -> Any:
     graph = onnx.load(str(model.path), load_external_data=False)
     for init in graph.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
-            array = model.sidecar.decode(model.sidecar.record(init.name))
+            array = model._initializers[init.name][0]  # decoded and checked by load()
             init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
     for p in list(graph.metadata_props):
         if p.key in (META_SIDECAR, META_SIDECAR_SHA256):

@@ -27,6 +27,7 @@ from torch import nn
 
 import runtime
 from runtime import ToolchainError
+from runtime.session import META_CONFIG
 
 from .agreement import compare, output_step
 from .data import DataBundle
@@ -75,7 +76,7 @@ class _Session(nn.Module):
 
 def _bundle_for(model: runtime.Model, data: str | None, data_dir: str | None) -> DataBundle:
     """The data set recorded at export (``toolchain.config``), unless ``data``/``data_dir`` override it."""
-    meta = json.loads(model.metadata.get("toolchain.config", "{}"))
+    meta = json.loads(model.metadata.get(META_CONFIG, "{}"))
     saved = meta.get("checkpoint_config")
     if saved is None and data is None:
         raise ToolchainError("the model records no data set; pass --data (and --data-dir)")

@@ -25,21 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import onnxruntime as ort
-
     import runtime
-    from runtime.kernels import classify_kernels, describe_kernels, optimized_graph
+    from runtime.kernels import describe_kernels
 
     model = runtime.load(args.model)
-    options = ort.SessionOptions()
-    keep: list[Any] = []
-    if model.sidecar is not None:  # the optimizer must see the decoded weights, as a real session does
-        for record in model.sidecar.records:
-            array = model.sidecar.decode(record)
-            value = ort.OrtValue.ortvalue_from_numpy(array)
-            options.add_initializer(record.name, value)
-            keep += [array, value]
-    kernels = classify_kernels(optimized_graph(model.path, options))
+    kernels = model.kernels()
     tensors: list[dict[str, Any]] = [
         {
             "name": r.name,
