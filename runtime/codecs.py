@@ -1,92 +1,196 @@
-"""Lossless codecs for integer weight levels, kept in a registry by name (numpy and the standard library only).
+"""Lossless codecs for integer weight levels, kept in a registry by name (numpy, zlib and ``constriction``).
 
-A codec turns the int8 levels of one tensor (flattened, C order) into bytes and back. Decoding is *bounded*: the
-caller states how many levels it expects (from the graph, before anything is read), and a codec that would produce
-more or fewer raises :class:`CodecError` instead of allocating.
+A codec turns the int8 levels ``q`` of one tensor (flattened, C order; ``|q| ≤ L = 2^(bits−1) − 1``) into bytes and
+back. Decoding is *bounded*: the caller states how many levels it expects (from the graph, before anything is read)
+and the bit-width, and a codec that would produce more or fewer levels, or levels outside ``±L``, raises
+:class:`CodecError` instead of allocating or returning them.
 
-Registered here:
+Registered here, in order of decoding cost (cheapest first; :func:`choose_codec` relies on this order):
 
 * ``raw``: the int8 bytes as they are (8 bits per level; the reference and the fallback).
-* ``deflate``: zlib/DEFLATE at level 9 over the int8 bytes. DEFLATE is LZ77 followed by Huffman coding, so runs of
-  zeros (pruned weights) and skewed level histograms (low bit-widths) both shrink.
+* ``packed``: the paper's coder made near-optimal. Levels become base-K digits (K = 2L + 1 = 2^bits − 1), packed
+  ``k = ⌊log_K 256⌋`` to a byte (5 ternary levels, 2 three- or four-bit levels, 1 level from five bits up), then
+  Huffman-coded (zlib's Huffman-only strategy, raw DEFLATE). Huffman coding wastes up to ~``p_max + 0.086`` bits
+  per *symbol*; packing k levels per symbol divides that waste by k, which matters for low-entropy ternary and
+  pruned tensors.
+* ``huffman``: Huffman coding of the levels one per symbol (zlib Huffman-only, no string matching): the paper's
+  coder, kept as the baseline. It cannot spend less than 1 bit per level.
+* ``deflate``: zlib/DEFLATE level 9 (LZ77 + Huffman) over the int8 bytes.
+* ``ans``: range asymmetric numeral systems (rANS, :mod:`runtime.ans`) with the tensor's own level histogram,
+  within a fraction of a percent of the order-0 entropy, but the slowest to decode.
 
-``choose_codec`` picks the codec with the smallest output for a tensor, but keeps ``raw`` unless another codec
-saves at least :data:`MIN_SAVING` of it: decoding ``raw`` is a copy, inflating costs ~3 ns per level, and for
-8-bit weights DEFLATE rarely saves more than a few percent. A sidecar never stores a tensor larger than its raw
-levels.
+``choose_codec`` picks, among the candidates, the cheapest-to-decode codec whose output is within
+:data:`SIZE_TOLERANCE` of the smallest. Exactness is only ever traded for decoding speed inside that tolerance.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
-from .errors import ToolchainError
+from . import ans
+from .levels import CodecError, checked, flat_levels, level_limit
 
-__all__ = ["CODECS", "MIN_SAVING", "Codec", "CodecError", "choose_codec", "register_codec"]
+__all__ = [
+    "CODECS",
+    "SIZE_TOLERANCE",
+    "Codec",
+    "CodecError",
+    "choose_codec",
+    "level_limit",
+    "register_codec",
+]
 
-MIN_SAVING = 0.05  # a codec other than raw must save at least this share of the raw size
-
-
-class CodecError(ToolchainError):
-    """Coded bytes that do not decode to the declared number of levels."""
+SIZE_TOLERANCE = 0.01  # a cheaper-to-decode codec wins if its output is at most 1 % larger than the smallest
 
 
 @dataclass(frozen=True)
 class Codec:
-    """``encode(levels) -> bytes`` and ``decode(data, count) -> levels`` (int8, 1-D, exactly ``count`` long)."""
+    """``encode(levels, bits) -> bytes`` and ``decode(data, count, bits) -> levels`` (int8, 1-D, ``count`` long)."""
 
     name: str
-    encode: Callable[[np.ndarray], bytes]
-    decode: Callable[[bytes, int], np.ndarray]
+    encode: Callable[[np.ndarray, int], bytes]
+    decode: Callable[[bytes, int, int], np.ndarray]
 
 
 CODECS: dict[str, Codec] = {}
 
 
 def register_codec(codec: Codec) -> Codec:
+    """Add a codec; registration order is decoding-cost order (cheapest first)."""
     if codec.name in CODECS:
         raise ValueError(f"codec {codec.name!r} registered twice")
     CODECS[codec.name] = codec
     return codec
 
 
-def _levels(levels: np.ndarray) -> np.ndarray:
-    if levels.dtype != np.int8:
-        raise TypeError(f"levels must be int8, got {levels.dtype}")
-    return np.ascontiguousarray(levels).reshape(-1)
+# -- zlib streams ---------------------------------------------------------------------------------------------------
 
 
-def _raw_decode(data: bytes, count: int) -> np.ndarray:
+def _zlib_encode(data: bytes, strategy: int, wbits: int = -15) -> bytes:
+    """A DEFLATE stream at level 9; ``wbits = -15`` writes it raw (no zlib header or checksum: the sidecar has its
+    own CRC), ``15`` with the zlib wrapper (the ``deflate`` codec's format since version 1)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, wbits, 9, strategy)
+    return comp.compress(data) + comp.flush()
+
+
+def _zlib_decode(data: bytes, size: int, codec: str, wbits: int = -15) -> bytes:
+    """Inflate at most ``size`` bytes; the stream must end exactly there."""
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(data, size)  # never more than ``size`` bytes, whatever the input claims
+    except zlib.error as e:
+        raise CodecError(f"{codec} codec: corrupt stream ({e})") from None
+    if len(out) != size or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
+        raise CodecError(f"{codec} codec: stream does not hold exactly {size} bytes")
+    return out
+
+
+# -- packing k base-K digits per byte -------------------------------------------------------------------------------
+
+
+def pack_factor(bits: int) -> int:
+    """k = ⌊log_K 256⌋ levels per byte, K = 2^bits − 1 (5 for ternary, 2 for 3–4 bits, 1 from 5 bits)."""
+    k = 2 * level_limit(bits) + 1
+    return max(1, math.floor(math.log(256) / math.log(k) + 1e-9))
+
+
+@cache
+def _unpack_table(bits: int) -> tuple[np.ndarray, int]:
+    """Row b of the table holds the k levels packed into byte b; the second value is the number of valid bytes."""
+    lim, k = level_limit(bits), pack_factor(bits)
+    base = 2 * lim + 1
+    valid = min(256, base**k)
+    codes = np.arange(valid)
+    digits = np.stack([(codes // base**j) % base for j in range(k)], axis=1) - lim
+    table = np.zeros((256, k), np.int8)
+    table[:valid] = digits
+    table.flags.writeable = False
+    return table, valid
+
+
+def pack(levels: np.ndarray, bits: int) -> np.ndarray:
+    """Levels → bytes, k base-K digits each (the last byte padded with level 0)."""
+    flat = flat_levels(levels, bits)
+    lim, k = level_limit(bits), pack_factor(bits)
+    if k == 1:
+        return flat.view(np.uint8)
+    digits = (flat.astype(np.int16) + lim).astype(np.uint16)
+    digits = np.pad(digits, (0, -flat.size % k), constant_values=lim).reshape(-1, k)
+    weights = (2 * lim + 1) ** np.arange(k, dtype=np.uint16)
+    return (digits * weights).sum(axis=1).astype(np.uint8)
+
+
+def unpack(packed: np.ndarray, count: int, bits: int) -> np.ndarray:
+    """Bytes → the first ``count`` levels; bytes that no k digits produce, and non-zero padding, are refused."""
+    k = pack_factor(bits)
+    if packed.size != -(-count // k):
+        raise CodecError(f"packed levels: {packed.size} bytes cannot hold exactly {count} levels")
+    if k == 1:
+        return packed.view(np.int8).copy()
+    table, valid = _unpack_table(bits)
+    if packed.size and int(packed.max()) >= valid:
+        raise CodecError(f"packed levels: byte {int(packed.max())} is not a code of {k} {bits}-bit levels")
+    levels = table[packed].reshape(-1)
+    if np.any(levels[count:]):
+        raise CodecError(f"packed levels: the last byte holds more than {count} levels (padding is not level 0)")
+    return levels[:count]
+
+
+# -- the registry ---------------------------------------------------------------------------------------------------
+
+
+def _raw_decode(data: bytes, count: int, bits: int) -> np.ndarray:
     if len(data) != count:
         raise CodecError(f"raw codec: {len(data)} bytes for {count} levels")
-    return np.frombuffer(data, dtype=np.int8).copy()
+    return checked(np.frombuffer(data, dtype=np.int8).copy(), count, bits, "raw")
 
 
-def _deflate_decode(data: bytes, count: int) -> np.ndarray:
-    inflater = zlib.decompressobj()
-    try:
-        out = inflater.decompress(data, count)  # never more than ``count`` bytes, whatever the input claims
-    except zlib.error as e:
-        raise CodecError(f"deflate codec: corrupt stream ({e})") from None
-    if len(out) != count or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
-        raise CodecError(f"deflate codec: stream does not hold exactly {count} levels")
-    return np.frombuffer(out, dtype=np.int8).copy()
+def _packed_encode(levels: np.ndarray, bits: int) -> bytes:
+    return _zlib_encode(pack(levels, bits).tobytes(), zlib.Z_HUFFMAN_ONLY)
 
 
-register_codec(Codec("raw", lambda levels: _levels(levels).tobytes(), _raw_decode))
-register_codec(Codec("deflate", lambda levels: zlib.compress(_levels(levels).tobytes(), 9), _deflate_decode))
+def _packed_decode(data: bytes, count: int, bits: int) -> np.ndarray:
+    size = -(-count // pack_factor(bits))
+    packed = np.frombuffer(_zlib_decode(data, size, "packed"), dtype=np.uint8)
+    return checked(unpack(packed, count, bits), count, bits, "packed")
 
 
-def choose_codec(levels: np.ndarray, names: tuple[str, ...] | None = None) -> tuple[str, bytes]:
-    """The registered codec (among ``names``, default all) with the shortest encoding, and that encoding;
-    ``raw`` wins unless the shortest saves at least :data:`MIN_SAVING` of the raw size."""
-    candidates = [(name, CODECS[name].encode(levels)) for name in names or tuple(CODECS)]
-    name, data = min(candidates, key=lambda c: len(c[1]))
-    raw = next((c for c in candidates if c[0] == "raw"), None)
-    if raw is not None and len(data) > (1 - MIN_SAVING) * len(raw[1]):
-        return raw
-    return name, data
+def _zlib_codec(name: str, strategy: int, wbits: int) -> Codec:
+    """Codec over the int8 bytes, one level per byte, with a zlib strategy."""
+
+    def encode(levels: np.ndarray, bits: int) -> bytes:
+        return _zlib_encode(flat_levels(levels, bits).tobytes(), strategy, wbits)
+
+    def decode(data: bytes, count: int, bits: int) -> np.ndarray:
+        out = np.frombuffer(_zlib_decode(data, count, name, wbits), dtype=np.int8).copy()
+        return checked(out, count, bits, name)
+
+    return Codec(name, encode, decode)
+
+
+register_codec(Codec("raw", lambda levels, bits: flat_levels(levels, bits).tobytes(), _raw_decode))
+register_codec(Codec("packed", _packed_encode, _packed_decode))
+register_codec(_zlib_codec("huffman", zlib.Z_HUFFMAN_ONLY, -15))
+register_codec(_zlib_codec("deflate", zlib.Z_DEFAULT_STRATEGY, 15))
+
+register_codec(Codec("ans", ans.encode, ans.decode))
+
+
+def choose_codec(
+    levels: np.ndarray, bits: int, names: tuple[str, ...] | None = None, tolerance: float = SIZE_TOLERANCE
+) -> tuple[str, bytes]:
+    """The cheapest-to-decode codec among ``names`` (default: all) whose encoding is within ``tolerance`` of the
+    shortest, and that encoding. With ``tolerance = 0`` the shortest wins (ties go to the cheaper codec)."""
+    order = [n for n in CODECS if n in (names or CODECS)]
+    unknown = set(names or ()) - set(CODECS)
+    if unknown or not order:
+        raise ValueError(f"unknown codec(s) {sorted(unknown)}; known: {', '.join(CODECS)}")
+    candidates = [(name, CODECS[name].encode(levels, bits)) for name in order]
+    shortest = min(len(data) for _, data in candidates)
+    return next((n, d) for n, d in candidates if len(d) <= shortest * (1 + tolerance))

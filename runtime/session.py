@@ -89,6 +89,16 @@ class Model:
     def metadata(self) -> dict[str, str]:
         return dict(self._session.get_modelmeta().custom_metadata_map)
 
+    def weights(self) -> dict[str, np.ndarray]:
+        """The weight initializers decoded from the sidecar, by name (int8 containers ``q · multiplier``, read-only
+        views); empty for a standalone model."""
+        out = {}
+        for name, (array, _) in self._initializers.items():
+            view = array.view()
+            view.flags.writeable = False
+            out[name] = view
+        return out
+
     def kernels(self) -> dict[str, dict[str, int]]:
         """The fixed-point check: integer and float kernels in onnxruntime's optimized graph of this model."""
         import onnxruntime as ort

@@ -16,8 +16,8 @@ specification in prose. Layout (all integers little-endian)::
 A record describes one int8 weight initializer of the graph::
 
     {"name", "dtype": "int8", "shape": [...], "bits": 2..8, "multiplier": 1..63, "axis": int | null,
-     "steps": "<base64 float32>", "zero_point": 0, "sparsity": "none", "codec": "raw" | "deflate" | ..., "offset",
-     "length", "decoded_bytes", "crc32"}
+     "steps": "<base64 float32>", "zero_point": 0, "sparsity": "none", "codec": <a name in runtime.codecs.CODECS>,
+     "offset", "length", "decoded_bytes", "crc32"}
 
 The coded values are the integer levels ``q`` (``|q| ≤ 2^(bits−1) − 1``); the graph's initializer holds
 ``q · multiplier`` with scale ``steps / multiplier`` (a finer int32 bias grid for sub-8-bit weights).
@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import CODECS, CodecError, choose_codec
+from .codecs import CODECS, SIZE_TOLERANCE, CodecError, choose_codec
 from .errors import ToolchainError
 
 __all__ = [
@@ -141,26 +141,29 @@ class SidecarIndex:
         if zlib.crc32(body) != record.crc32:
             raise SidecarError(f"tensor {record.name!r}: CRC-32 mismatch (the sidecar is corrupted)")
         try:
-            flat = CODECS[record.codec].decode(body, record.count)
+            flat = CODECS[record.codec].decode(body, record.count, record.bits)
         except CodecError as e:
             raise SidecarError(f"tensor {record.name!r}: {e}") from None
-        lim = 2 ** (record.bits - 1) - 1
-        if flat.size and (int(flat.min()) < -lim or int(flat.max()) > lim):
-            raise SidecarError(f"tensor {record.name!r}: levels outside ±{lim} for {record.bits} bits")
         if record.multiplier != 1:
             flat = (flat * np.int8(record.multiplier)).astype(np.int8)  # |q·m| ≤ 127 was checked at parse time
         return flat.reshape(record.shape)
 
 
 def encode_sidecar(
-    tensors: Sequence[SidecarTensor], config: dict[str, Any], codecs: tuple[str, ...] | None = None
+    tensors: Sequence[SidecarTensor],
+    config: dict[str, Any],
+    codecs: tuple[str, ...] | None = None,
+    tolerance: float = SIZE_TOLERANCE,
 ) -> bytes:
-    """Serialise ``tensors`` (in the given order) and the exporting ``config``; deterministic for equal inputs."""
+    """Serialise ``tensors`` (in the given order) and the exporting ``config``; deterministic for equal inputs.
+
+    Each tensor gets the codec :func:`runtime.codecs.choose_codec` picks among ``codecs`` (default: all) with
+    ``tolerance``."""
     records, bodies, offset = [], [], 0
     for t in tensors:
         if t.levels.dtype != np.int8:
             raise TypeError(f"{t.name}: levels must be int8")
-        codec, body = choose_codec(t.levels, codecs)
+        codec, body = choose_codec(t.levels, t.bits, codecs, tolerance)
         records.append(
             TensorRecord(
                 t.name,

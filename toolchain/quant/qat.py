@@ -5,6 +5,8 @@ Build: the float model (registry name + ``float_checkpoint``, a toolchain checkp
 quantized forward pass plus the MSQE penalty ``e^α R_n − λα`` (``reg = msqe``), ``e^{α₀} R_n`` (``fixed``) or nothing
 (``none``). Parameter groups: weights with weight decay; biases, batch norm and the learned steps without; α alone,
 with its own learning rate and no decay. ``epochs = 0`` is post-training quantization: calibrate, evaluate, save.
+With ``keep_zeros`` (default) the weights that are exactly 0 in the float checkpoint (a pruned model) are masked
+and stay 0 after every step, so a pruned model reaches the exported integer levels with its zeros.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from runtime import ToolchainError
 from ..config import TrainConfig, opt
 from ..data import DataBundle
 from ..modeling import build_model, load_weights
+from ..pruning.masks import Masks
 from ..training.distributed import DistEnv
+from ..training.penalty import coefficient_group
 from ..training.recipe import Recipe, register_recipe
 from .config import QuantConfig
 from .prepare import calibrate, prepare_qat, weight_bits, weight_step
@@ -45,6 +49,7 @@ class QATConfig(QuantConfig, TrainConfig):
         1e-2, "learning rate of α (SGD: relative to λ, the group's rate is alpha_lr/λ; AdamW: as is; no weight decay)"
     )
     step_grad: bool = opt(False, "let the regularizer's gradient reach the weight steps δ")
+    keep_zeros: bool = opt(True, "weights that are exactly 0 in the float checkpoint (pruned) stay 0 (masks)")
     plot_layer: str | None = opt(None, "layer whose weight histogram is plotted (default: the largest inner one)")
     out_dir: str = opt("runs/qat", "output folder: config.toml, metrics.jsonl, last.pt, plots")
     epochs: int = opt(3, "QAT epochs (0: post-training quantization only)")
@@ -78,6 +83,7 @@ class QATRecipe(Recipe):
         self.float_weights = float_weights
         self.regularizer: MSQERegularizer | None = None
         self.initial: dict[str, torch.Tensor] = {}
+        self.masks = Masks([])
 
     def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
         c = self.config
@@ -93,6 +99,8 @@ class QATRecipe(Recipe):
         batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
         calibrate(qat, (x.to(env.device) for x, _ in itertools.islice(batches, c.calib_batches)))
         self.regularizer = MSQERegularizer(qat, c.lam, c.reg, c.step_grad).to(env.device)
+        if c.keep_zeros and self.float_weights:
+            self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])
         self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
         self.initial = _snapshot(qat, self.layer)
         return qat
@@ -108,19 +116,13 @@ class QATRecipe(Recipe):
             {"params": decay, "weight_decay": self.config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        if self.regularizer.alpha.requires_grad:
-            # ∂C/∂α = λ (e^α R_n / λ − 1) scales with λ; for SGD, dividing the rate by λ makes α relax towards
-            # balance at a speed that does not depend on λ. Adam already normalises the gradient's scale: dividing
-            # its rate by a small λ would move α by ~alpha_lr/λ per step and blow up (measured: λ = 3e-6 → inf).
-            sgd = self.config.optimizer == "sgd"
-            alpha_lr = self.config.alpha_lr / self.config.lam if sgd else self.config.alpha_lr
-            groups.append({"params": [self.regularizer.alpha], "weight_decay": 0.0, "lr": alpha_lr})
+        groups += coefficient_group(self.regularizer, self.config.optimizer, self.config.alpha_lr)
         return groups
 
     def penalty(self, logged: bool) -> tuple[torch.Tensor | None, dict[str, float]]:
         reg = self.regularizer
         assert reg is not None
-        if reg.mode == "none" and not logged:
+        if reg.kind == "off" and not logged:
             return None, {}
         term, r = reg()
         if not logged:
@@ -128,9 +130,16 @@ class QATRecipe(Recipe):
         alpha = reg.alpha.item()
         return term, {"alpha": alpha, "coef": math.exp(alpha), "msqe": float(r)}
 
+    def after_step(self) -> None:
+        self.masks.apply()
+
     def eval_extras(self) -> dict[str, float]:
         assert self.regularizer is not None
-        return {"near_level_share": self.regularizer.near_level_share(), "alpha": self.regularizer.alpha.item()}
+        return {
+            "pruned_weights": self.masks.pruned,
+            "near_level_share": self.regularizer.near_level_share(),
+            "alpha": self.regularizer.alpha.item(),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {"regularizer": self.regularizer.state_dict()} if self.regularizer is not None else {}

@@ -10,7 +10,8 @@ constant inside R too (it is learned from the task loss); ``step_grad=True`` let
 
 The training cost is ``C = E(W_q) + e^α · R_n(W; δ) − λ·α`` with α a learnable scalar: ``∂C/∂α = e^α R_n − λ``, so at
 balance ``e^α = λ / R_n``; as the weights converge to their levels R_n falls and the coefficient rises. α starts at
-balance, ``α₀ = log(λ / R_n(W₀))``. Modes, through the same code path:
+balance, ``α₀ = log(λ / R_n(W₀))`` (the mechanics are shared with pruning: :mod:`toolchain.training.penalty`).
+Modes, through the same code path:
 
 * ``msqe``  – learnable α (the paper);
 * ``fixed`` – α frozen at α₀ (a fixed coefficient ``λ / R_n(W₀)``);
@@ -19,18 +20,19 @@ balance, ``α₀ = log(λ / R_n(W₀))``. Modes, through the same code path:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..training.penalty import LearnedPenalty
 from .prepare import QUANT_WEIGHT_TYPES, weight_bits, weight_step
 from .quantizers import quantize_levels
 
 __all__ = ["MODES", "MSQERegularizer", "quant_weight_layers"]
 
 MODES = ("msqe", "fixed", "none")
+_KIND = {"msqe": "learned", "fixed": "fixed", "none": "off"}
 
 
 def quant_weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -38,29 +40,25 @@ def quant_weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, QUANT_WEIGHT_TYPES)]
 
 
-class MSQERegularizer(nn.Module):
-    """Holds α; ``forward()`` returns the penalty ``e^α R_n − λα`` (or ``e^{α₀} R_n``, or 0) and R_n.
+class MSQERegularizer(LearnedPenalty):
+    """The MSQE term as a :class:`LearnedPenalty`; α is its learnable log-coefficient.
 
     The weight layers are referenced, not registered, so the regularizer's only parameter is α.
     """
 
     def __init__(self, model: nn.Module, lam: float, mode: str = "msqe", step_grad: bool = False) -> None:
-        super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        super().__init__(lam, _KIND[mode])
         self._layers: list[Any] = [m for _, m in quant_weight_layers(model)]
         if not self._layers:
             raise ValueError("the model has no quantized weight layers; call prepare_qat first")
-        self.lam, self.mode, self.step_grad = lam, mode, step_grad
+        self.mode, self.step_grad = mode, step_grad
         self.count = sum(m.weight.numel() for m in self._layers)
-        self.alpha = nn.Parameter(torch.zeros(()), requires_grad=mode == "msqe")
         self.reset_alpha()
 
-    @torch.no_grad()
-    def reset_alpha(self) -> None:
-        """α₀ = log(λ / R_n(W₀)): start at balance."""
-        r = float(self.msqe())
-        self.alpha.fill_(math.log(self.lam / max(r, 1e-30)))
+    def measure(self) -> torch.Tensor:
+        return self.msqe()
 
     def msqe(self) -> torch.Tensor:
         """R_n(W; δ), differentiable in W (and in δ when ``step_grad``)."""
@@ -83,12 +81,3 @@ class MSQERegularizer(nn.Module):
             err = (w - step * quantize_levels(w, step, weight_bits(layer))).abs()
             near += int((err <= tolerance * step).sum())
         return near / self.count
-
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        r = self.msqe()
-        if self.mode == "none":
-            return torch.zeros((), device=r.device), r.detach()
-        penalty = torch.exp(self.alpha) * r
-        if self.mode == "msqe":
-            penalty = penalty - self.lam * self.alpha
-        return penalty, r.detach()

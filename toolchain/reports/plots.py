@@ -13,7 +13,7 @@ import torch
 
 from runtime import atomic_write_bytes
 
-__all__ = ["plot_convergence", "plot_weight_histogram"]
+__all__ = ["plot_convergence", "plot_penalty", "plot_weight_histogram"]
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]):
@@ -34,15 +34,18 @@ def _save(plt, fig, path: Path) -> Path:
 
 def plot_convergence(records: list[dict[str, Any]], path: Path, config: Any = None) -> Path:
     """α, e^α, R_n and the task loss over training steps (one panel each; log scale where it helps)."""
-    steps = [r for r in records if "msqe" in r]
+    title = f"{config.model}: W{config.wbits}A{config.abits}, reg={config.reg}, λ={config.lam:g}" if config else None
+    series = [("alpha", "α", False), ("coef", "coefficient e^α", True), ("msqe", "MSQE R_n", True)]
+    return plot_penalty(records, path, series, title)
+
+
+def plot_penalty(
+    records: list[dict[str, Any]], path: Path, series: list[tuple[str, str, bool]], title: str | None = None
+) -> Path:
+    """A learnable-coefficient penalty's convergence: three (key, label, log-scale) panels and the task loss."""
+    steps = [r for r in records if series[-1][0] in r]
     plt, fig, axes = _figure(2, 2, (10, 6.5))
-    series = [
-        ("alpha", "α", False),
-        ("coef", "coefficient e^α", True),
-        ("msqe", "MSQE R_n", True),
-        ("loss", "task loss", False),
-    ]
-    for ax, (key, label, log) in zip(axes.flat, series):
+    for ax, (key, label, log) in zip(axes.flat, [*series, ("loss", "task loss", False)]):
         xs = [r["step"] for r in steps if key in r]
         ys = [r[key] for r in steps if key in r]
         ax.plot(xs, ys, lw=1)
@@ -51,8 +54,8 @@ def plot_convergence(records: list[dict[str, Any]], path: Path, config: Any = No
         if log and ys and min(ys) > 0:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    if config is not None:
-        fig.suptitle(f"{config.model}: W{config.wbits}A{config.abits}, reg={config.reg}, λ={config.lam:g}")
+    if title:
+        fig.suptitle(title)
     return _save(plt, fig, path)
 
 

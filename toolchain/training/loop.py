@@ -195,6 +195,7 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool, reci
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            recipe.after_step()
             scheduler.step()
             step += 1
             if logged:

@@ -2,8 +2,8 @@
 
 The loop (:mod:`toolchain.training.loop`) owns data, optimisation, checkpoints, logging and distribution. A recipe
 supplies only what differs between phases: how the model is built, the parameter groups, an extra loss term with
-its log fields, extra state to checkpoint, and what to write when training ends. Recipes register by name so that
-a checkpoint can say which recipe rebuilds it.
+its log fields, work after each optimizer step, extra state to checkpoint, and what to write when training ends.
+Recipes register by name so that a checkpoint can say which recipe rebuilds it.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ class Recipe:
     def penalty(self, logged: bool) -> tuple[torch.Tensor | None, dict[str, float]]:
         """Extra loss term added to the task loss, and scalars to log (computed when ``logged`` or needed)."""
         return None, {}
+
+    def after_step(self) -> None:
+        """Called after every optimizer step (e.g. to keep pruned weights at 0)."""
 
     def eval_extras(self) -> dict[str, float]:
         """Scalars added to each epoch's evaluation record."""

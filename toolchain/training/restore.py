@@ -38,6 +38,7 @@ def restore(path: str | Path, **data_overrides: Any) -> Restored:
     ``data_overrides`` (``data``, ``data_dir``) replace the checkpoint's data set when given (not ``None``); the
     training subset is dropped so that evaluation sees the whole test split.
     """
+    from ..pruning import recipe  # noqa: F401 - registers the "prune" recipe
     from ..quant import qat  # noqa: F401 - registers the "qat" recipe
 
     ckpt = load_checkpoint(path)

@@ -1,0 +1,154 @@
+"""Compression accounting of an exported graph + sidecar pair: what it costs to rebuild the model's parameters.
+
+The float model being compressed is the deployable one (batch norm folded): its parameters are the weights
+(``N_w`` values, coded in the sidecar) and the biases (``N_b`` values, int32 in the graph). Then
+
+* **total ratio** = ``32 · (N_w + N_b) / (sidecar file bytes + 4 · N_b)``. The sidecar's bytes cover the coded
+  levels with their coder tables, the sparsity information (zeros are coded as levels, ``sparsity = "none"``), the
+  steps, the per-tensor records and the file header (including the exporting configuration);
+* **weights-only ratio** = ``32 · N_w / (Σ coded level bytes + 4 · number of steps)``, the paper's figure: the
+  coded levels (tables included) and their steps, the "codebook" of a uniform quantizer;
+* **bits per weight** = ``8 · Σ coded level bytes / N_w``.
+
+Per tensor: the levels' order-0 entropy ``H = −Σ_q p(q) log₂ p(q)`` (bits per level), their sparsity (share of
+zero levels), and the coded size, so that ``coded bytes / (N · H / 8)`` measures the coder against the entropy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ToolchainError
+
+__all__ = ["Accounting", "TensorAccount", "account", "entropy_bits"]
+
+
+def entropy_bits(levels: np.ndarray) -> float:
+    """Order-0 entropy of ``levels`` in bits per level (0 for an empty or constant tensor)."""
+    if levels.size == 0:
+        return 0.0
+    counts = np.bincount(levels.reshape(-1).astype(np.int64) + 128)
+    p = counts[counts > 0] / levels.size
+    return float(-(p * np.log2(p)).sum()) + 0.0
+
+
+@dataclass(frozen=True)
+class TensorAccount:
+    name: str
+    shape: tuple[int, ...]
+    params: int
+    bits: int
+    sparsity: float  # share of zero levels
+    entropy: float  # bits per level, order 0
+    codec: str
+    coded_bytes: int
+    steps: int
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.coded_bytes / max(self.params, 1)
+
+    @property
+    def vs_entropy(self) -> float:
+        """Coded size over the entropy bound ``N·H/8`` (inf when the entropy is 0 and bytes were spent)."""
+        bound = self.params * self.entropy / 8
+        return self.coded_bytes / bound if bound else (1.0 if self.coded_bytes == 0 else math.inf)
+
+
+@dataclass(frozen=True)
+class Accounting:
+    tensors: tuple[TensorAccount, ...]
+    bias_params: int
+    sidecar_bytes: int
+    graph_bytes: int
+
+    @property
+    def weight_params(self) -> int:
+        return sum(t.params for t in self.tensors)
+
+    @property
+    def coded_bytes(self) -> int:
+        return sum(t.coded_bytes for t in self.tensors)
+
+    @property
+    def step_bytes(self) -> int:
+        return 4 * sum(t.steps for t in self.tensors)
+
+    @property
+    def total_ratio(self) -> float:
+        return 32 * (self.weight_params + self.bias_params) / (self.sidecar_bytes + 4 * self.bias_params)
+
+    @property
+    def weights_ratio(self) -> float:
+        return 32 * self.weight_params / max(self.coded_bytes + self.step_bytes, 1)
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.coded_bytes / max(self.weight_params, 1)
+
+    @property
+    def sparsity(self) -> float:
+        return sum(t.sparsity * t.params for t in self.tensors) / max(self.weight_params, 1)
+
+    @property
+    def entropy_bytes(self) -> float:
+        """Σ per-tensor ``N·H/8``: the order-0 bound on the coded levels."""
+        return sum(t.params * t.entropy / 8 for t in self.tensors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weight_params": self.weight_params,
+            "bias_params": self.bias_params,
+            "sidecar_bytes": self.sidecar_bytes,
+            "graph_bytes": self.graph_bytes,
+            "coded_bytes": self.coded_bytes,
+            "step_bytes": self.step_bytes,
+            "total_ratio": self.total_ratio,
+            "weights_ratio": self.weights_ratio,
+            "bits_per_weight": self.bits_per_weight,
+            "sparsity": self.sparsity,
+            "entropy_bytes": self.entropy_bytes,
+            "tensors": [
+                {**asdict(t), "bits_per_weight": t.bits_per_weight, "vs_entropy": t.vs_entropy} for t in self.tensors
+            ],
+        }
+
+
+def account(path: str | os.PathLike[str]) -> Accounting:
+    """Load the graph + sidecar pair at ``path`` (every check of :func:`runtime.load`) and account for it."""
+    import onnx
+
+    from .session import META_SIDECAR, _sidecar_path, load
+
+    model = load(path)
+    if model.sidecar is None:
+        raise ToolchainError(
+            f"{model.path} is a standalone graph; compression accounting needs the graph + sidecar pair "
+            "(model.compressed.onnx)"
+        )
+    weights = model.weights()
+    tensors = []
+    for r in model.sidecar.records:
+        levels = weights[r.name] // np.int8(r.multiplier)
+        tensors.append(
+            TensorAccount(
+                r.name,
+                r.shape,
+                r.count,
+                r.bits,
+                float(np.count_nonzero(levels == 0)) / max(r.count, 1),
+                entropy_bits(levels),
+                r.codec,
+                r.length,
+                r.steps.size,
+            )
+        )
+    graph = onnx.load(str(model.path), load_external_data=False)
+    bias = sum(math.prod(i.dims) for i in graph.graph.initializer if i.data_type == onnx.TensorProto.INT32 and i.dims)
+    sidecar_file = _sidecar_path(model.path, model.metadata[META_SIDECAR])
+    return Accounting(tuple(tensors), bias, sidecar_file.stat().st_size, model.path.stat().st_size)

@@ -1,0 +1,44 @@
+"""Integer weight levels: the symmetric narrow-range bound and the checks every codec applies.
+
+A b-bit level q satisfies ``|q| ≤ L = 2^(b−1) − 1`` (b = 2: ternary {−1, 0, 1}); levels travel as int8.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ToolchainError
+
+__all__ = ["CodecError", "checked", "flat_levels", "level_limit"]
+
+
+class CodecError(ToolchainError):
+    """Coded bytes that do not decode to the declared number of in-range levels."""
+
+
+def level_limit(bits: int) -> int:
+    """L = 2^(bits−1) − 1, the largest level magnitude of the symmetric narrow-range quantizer."""
+    if not 2 <= bits <= 8:
+        raise CodecError(f"bit-width {bits} outside 2..8")
+    return 2 ** (bits - 1) - 1
+
+
+def flat_levels(levels: np.ndarray, bits: int) -> np.ndarray:
+    """``levels`` as a contiguous 1-D int8 array, checked against ``±L``."""
+    if levels.dtype != np.int8:
+        raise TypeError(f"levels must be int8, got {levels.dtype}")
+    flat = np.ascontiguousarray(levels).reshape(-1)
+    lim = level_limit(bits)
+    if flat.size and (int(flat.min()) < -lim or int(flat.max()) > lim):
+        raise ValueError(f"levels outside ±{lim} cannot be coded at {bits} bits")
+    return flat
+
+
+def checked(levels: np.ndarray, count: int, bits: int, codec: str) -> np.ndarray:
+    """A decoder's output, refused unless it holds exactly ``count`` levels within ``±L``."""
+    if levels.size != count:
+        raise CodecError(f"{codec} codec: stream holds {levels.size} levels, expected {count}")
+    lim = level_limit(bits)
+    if levels.size and (int(levels.min()) < -lim or int(levels.max()) > lim):
+        raise CodecError(f"{codec} codec: levels outside ±{lim} for {bits} bits")
+    return levels

@@ -1,0 +1,120 @@
+"""Codecs: lossless round trips over sizes, bit-widths and sparsities; bounded, checked decoding; the choice rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime import ans
+from runtime.codecs import CODECS, CodecError, choose_codec, pack, pack_factor, unpack
+
+
+@st.composite
+def level_arrays(draw) -> tuple[np.ndarray, int]:
+    """int8 levels of a random size (0 and 1 included), bit-width, spread and sparsity, from a seeded generator."""
+    bits = draw(st.integers(2, 8))
+    size = draw(st.sampled_from([0, 1, 2, 5, 7, 64, 1000, 4099, 70_001]))
+    sparsity = draw(st.sampled_from([0.0, 0.5, 0.7, 0.95, 1.0]))
+    spread = draw(st.sampled_from([0.3, 1.0, 3.0]))  # narrow (few levels used) to uniform-ish
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    lim = 2 ** (bits - 1) - 1
+    levels = np.clip(np.rint(rng.standard_normal(size) * spread * lim / 2), -lim, lim).astype(np.int8)
+    levels[rng.random(size) < sparsity] = 0
+    return levels, bits
+
+
+@settings(max_examples=80, deadline=None)
+@given(level_arrays(), st.sampled_from(sorted(CODECS)))
+def test_every_codec_round_trips(case: tuple[np.ndarray, int], codec: str) -> None:
+    levels, bits = case
+    data = CODECS[codec].encode(levels, bits)
+    decoded = CODECS[codec].decode(data, levels.size, bits)
+    assert decoded.dtype == np.int8
+    np.testing.assert_array_equal(decoded, levels)
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_empty_and_single_symbol_tensors(codec: str, bits: int) -> None:
+    lim = 2 ** (bits - 1) - 1
+    for levels in (np.zeros(0, np.int8), np.full(5000, -lim, np.int8), np.zeros(1, np.int8)):
+        data = CODECS[codec].encode(levels, bits)
+        np.testing.assert_array_equal(CODECS[codec].decode(data, levels.size, bits), levels)
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_decoding_is_bounded_by_the_declared_count(codec: str) -> None:
+    levels = np.resize(np.array([0, 1, -1, 0, 1], np.int8), 1000)  # ends on a non-zero level: packing pads with 0
+    data = CODECS[codec].encode(levels, 2)
+    for count in (999, 1001, 0):
+        with pytest.raises(CodecError):
+            CODECS[codec].decode(data, count, 2)
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_levels_outside_the_bit_width_are_refused(codec: str) -> None:
+    with pytest.raises(ValueError):
+        CODECS[codec].encode(np.array([0, 2, -1], np.int8), 2)  # 2 is not a ternary level
+    data = CODECS[codec].encode(np.array([0, 5, -7, 3], np.int8), 4)
+    with pytest.raises(CodecError):
+        CODECS[codec].decode(data, 4, 2)  # the same stream read as ternary decodes out-of-range levels
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_garbage_never_crashes(codec: str) -> None:
+    rng = np.random.default_rng(1)
+    for n in (1, 3, 17, 200):
+        for _ in range(20):
+            junk = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+            try:
+                out = CODECS[codec].decode(junk, 100, 3)
+            except CodecError:
+                continue
+            assert out.size == 100 and np.abs(out).max() <= 3
+
+
+@pytest.mark.parametrize("bits,k", [(2, 5), (3, 2), (4, 2), (5, 1), (8, 1)])
+def test_packing_factor_and_round_trip(bits: int, k: int) -> None:
+    assert pack_factor(bits) == k
+    lim = 2 ** (bits - 1) - 1
+    levels = np.arange(-lim, lim + 1, dtype=np.int8).repeat(3)
+    packed = pack(levels, bits)
+    assert packed.size == -(-levels.size // k)
+    np.testing.assert_array_equal(unpack(packed, levels.size, bits), levels)
+    if k > 1:  # 3^5 = 243 codes for ternary: bytes 243..255 are not codes
+        with pytest.raises(CodecError):
+            unpack(np.array([255], np.uint8), k, bits)
+
+
+def test_ans_stream_is_stable_across_library_releases() -> None:
+    """A stream written by constriction 0.5; a release that changed the bit stream would break old sidecars."""
+    levels = np.array([0, 0, 1, -1, 0, 3, -3, 0, 0, 0, 2, 0, -1, 0, 0, 1] * 4, np.int8)
+    stored = bytes.fromhex("40fd077d040824080404f284b7c795b552ea0003e847944f4b3a739c0500")
+    np.testing.assert_array_equal(ans.decode(stored, levels.size, 3), levels)
+    assert ans.encode(levels, 3) == stored
+
+
+def test_ans_is_within_a_percent_of_the_entropy() -> None:
+    rng = np.random.default_rng(0)
+    levels = rng.choice(np.array([-1, 0, 1], np.int8), size=200_000, p=[0.15, 0.7, 0.15])
+    p = np.array([0.15, 0.7, 0.15])
+    entropy_bytes = levels.size * float(-(p * np.log2(p)).sum()) / 8
+    assert len(ans.encode(levels, 2)) <= 1.01 * entropy_bytes
+    assert len(CODECS["huffman"].encode(levels, 2)) >= 1.1 * entropy_bytes  # one bit per level at best
+
+
+def test_choose_codec_prefers_cheap_decoding_within_the_tolerance() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.integers(-127, 128, 4096).astype(np.int8)
+    assert choose_codec(noise, 8)[0] == "raw"  # uniform 8-bit levels do not compress
+    ternary = rng.choice(np.array([-1, 0, 1], np.int8), size=50_000, p=[0.15, 0.7, 0.15])
+    sizes = {name: len(codec.encode(ternary, 2)) for name, codec in CODECS.items()}
+    name, data = choose_codec(ternary, 2)
+    assert len(data) <= 1.01 * min(sizes.values())
+    assert list(CODECS).index(name) <= min(list(CODECS).index(n) for n, s in sizes.items() if s == len(data))
+    assert choose_codec(ternary, 2, tolerance=0.0)[1] == min((c.encode(ternary, 2) for c in CODECS.values()), key=len)
+    assert choose_codec(ternary, 2, names=("raw", "huffman"))[0] == "huffman"
+    with pytest.raises(ValueError):
+        choose_codec(ternary, 2, names=("zip",))
