@@ -63,6 +63,7 @@ def export_model(
     stem: str = "model",
     config: dict[str, Any] | None = None,
     sidecar: bool = True,
+    codecs: tuple[str, ...] | None = None,
 ) -> ExportResult:
     """Export a model returned by ``prepare_qat`` (trained or calibrated) to ``out_dir``.
 
@@ -73,6 +74,8 @@ def export_model(
         stem: file name stem of the artefacts.
         config: the exporting configuration, stored in both artefacts (JSON-serialisable).
         sidecar: also write the graph + sidecar pair.
+        codecs: the weight codecs the sidecar may use (default: every one in ``runtime.codecs.CODECS``; each
+            tensor gets the cheapest to decode within 1 % of the smallest).
     """
     out = Path(out_dir)
     config = dict(config or {})
@@ -93,7 +96,9 @@ def export_model(
     if sidecar:
         sidecar_path, graph_path = out / f"{stem}.compressed.qsc", out / f"{stem}.compressed.onnx"
         side = encode_sidecar(
-            [SidecarTensor(w.name, w.levels, w.bits, w.steps, w.axis, w.multiplier) for w in weights], config
+            [SidecarTensor(w.name, w.levels, w.bits, w.steps, w.axis, w.multiplier) for w in weights],
+            config,
+            codecs,
         )
         files.append((sidecar_path, side))
         files.append((graph_path, _serialise(sidecar_graph(proto, weights, sidecar_path.name, side))))

@@ -37,7 +37,7 @@ def container_multiplier(bits: int) -> int:
 @dataclass(frozen=True)
 class IntegerLayer:
     levels: np.ndarray  # int8 levels q, in the layer's weight layout
-    steps: np.ndarray  # float32 δ per output channel (channels with a zero step: levels 0, step 1)
+    steps: np.ndarray  # float32 δ per output channel (channels whose levels are all 0: the layer's largest step)
     axis: int  # output-channel axis of the weight (1 for transposed convolutions)
     bits: int
     multiplier: int
@@ -69,7 +69,11 @@ def integer_layer(name: str, fw: FrozenWeight, axis: int, input_step: np.float32
     levels, steps = fw.levels.copy(), fw.step.astype(np.float32).copy()
     dead = ~(steps > 0) | ~np.isfinite(steps)  # e.g. a channel whose batch-norm scale γ is 0: weights are all 0
     np.moveaxis(levels, axis, 0)[dead] = 0
-    steps[dead] = 1.0
+    # A channel whose levels are all 0 (dead, or pruned whole) computes only its bias, and its step is free: its
+    # MSQE-optimal step may be tiny, which would put the bias far outside int32. Give it the layer's largest step.
+    empty = dead | ~np.moveaxis(levels, axis, 0).reshape(levels.shape[axis], -1).any(axis=1)
+    live = steps[~empty]
+    steps[empty] = live.max() if live.size else 1.0
     m = container_multiplier(fw.bits)
     bias = bias_scale = None
     if fw.bias is not None:

@@ -3,11 +3,11 @@
 The float model being compressed is the deployable one (batch norm folded): its parameters are the weights
 (``N_w`` values, coded in the sidecar) and the biases (``N_b`` values, int32 in the graph). Then
 
-* **total ratio** = ``32 · (N_w + N_b) / (sidecar file bytes + 4 · N_b)``. The sidecar's bytes cover the coded
-  levels with their coder tables, the sparsity information (zeros are coded as levels, ``sparsity = "none"``), the
-  steps, the per-tensor records and the file header (including the exporting configuration);
-* **weights-only ratio** = ``32 · N_w / (Σ coded level bytes + 4 · number of steps)``, the paper's figure: the
-  coded levels (tables included) and their steps, the "codebook" of a uniform quantizer;
+* **total ratio** = ``32 · (N_w + N_b) / (8 · (sidecar file bytes + 4 · N_b))`` (bits over bits). The sidecar's
+  bytes cover the coded levels with their coder tables, the sparsity information (zeros are coded as levels,
+  ``sparsity = "none"``), the steps, the per-tensor records and the file header (with the exporting configuration);
+* **weights-only ratio** = ``32 · N_w / (8 · (Σ coded level bytes + 4 · number of steps))``, the paper's figure:
+  the coded levels (tables included) and their steps, the "codebook" of a uniform quantizer;
 * **bits per weight** = ``8 · Σ coded level bytes / N_w``.
 
 Per tensor: the levels' order-0 entropy ``H = −Σ_q p(q) log₂ p(q)`` (bits per level), their sparsity (share of
@@ -81,11 +81,11 @@ class Accounting:
 
     @property
     def total_ratio(self) -> float:
-        return 32 * (self.weight_params + self.bias_params) / (self.sidecar_bytes + 4 * self.bias_params)
+        return 32 * (self.weight_params + self.bias_params) / (8 * (self.sidecar_bytes + 4 * self.bias_params))
 
     @property
     def weights_ratio(self) -> float:
-        return 32 * self.weight_params / max(self.coded_bytes + self.step_bytes, 1)
+        return 32 * self.weight_params / max(8 * (self.coded_bytes + self.step_bytes), 1)
 
     @property
     def bits_per_weight(self) -> float:

@@ -1,7 +1,10 @@
-"""Inspect an exported model: format, sidecar tensors, and which kernels onnxruntime runs (the fixed-point check).
+"""Inspect an exported model: compression accounting, and which kernels onnxruntime runs (the fixed-point check).
 
-For a graph + sidecar pair, each weight tensor is listed with its shape, bit-width, codec, coded size and bits
-per weight. The fixed-point check lists the integer kernels onnxruntime's optimizer fused (QLinearConv, QGemm,
+For a graph + sidecar pair, each weight tensor is listed with its parameters, bit-width, sparsity, order-0 entropy
+(H, bits per level), codec, coded bytes, bits per weight and coded size over the entropy bound (/H); then the
+totals: bits per weight, the total compression ratio (32-bit weights and biases over everything needed to rebuild
+them: the sidecar file and the int32 biases) and the weights-only ratio (the paper's figure). Definitions:
+runtime/accounting.py. The fixed-point check lists the integer kernels onnxruntime's optimizer fused (QLinearConv, QGemm,
 QLinearAdd, ...) and any convolution or matrix product left in float, which would mean the export missed.
 
 Examples:
@@ -16,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-HELP = "show an exported model's sidecar tensors and the integer/float kernels onnxruntime runs"
+HELP = "show an exported model's compression (per tensor and total) and the kernels onnxruntime runs"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,40 +29,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import runtime
+    from runtime.accounting import account
     from runtime.kernels import describe_kernels
 
     model = runtime.load(args.model)
     kernels = model.kernels()
-    tensors: list[dict[str, Any]] = [
-        {
-            "name": r.name,
-            "shape": list(r.shape),
-            "bits": r.bits,
-            "codec": r.codec,
-            "coded_bytes": r.length,
-            "bits_per_weight": 8 * r.length / max(r.count, 1),
-        }
-        for r in (model.sidecar.records if model.sidecar else ())
-    ]
+    accounting = account(args.model) if model.sidecar is not None else None
     summary: dict[str, Any] = {
         "model": str(model.path),
         "format": model.metadata.get("toolchain.format", "onnx"),
         "bytes": model.path.stat().st_size,
-        "sidecar_bytes": sum(t["coded_bytes"] for t in tensors) if tensors else None,
-        "tensors": tensors,
+        "compression": accounting.to_dict() if accounting else None,
         "kernels": kernels,
     }
     if args.json:
         print(json.dumps(summary))
         return 0
     print(f"{summary['model']}: {summary['format']}, {summary['bytes'] / 1024:.1f} KiB")
-    if tensors:
-        print(f"{'tensor':<40} {'shape':<18} {'bits':>4} {'codec':<8} {'bytes':>9} {'bits/w':>7}")
-        for t in tensors:
-            shape = "×".join(map(str, t["shape"]))
-            print(
-                f"{t['name']:<40} {shape:<18} {t['bits']:>4} {t['codec']:<8} {t['coded_bytes']:>9} "
-                f"{t['bits_per_weight']:>7.2f}"
-            )
+    if accounting is not None:
+        print(compression_text(accounting))
+    else:
+        print("standalone graph: compression accounting needs the graph + sidecar pair (model.compressed.onnx)")
     print(describe_kernels(kernels))
     return 0
+
+
+def compression_text(a: Any) -> str:
+    """The per-tensor table and the totals of a :class:`runtime.accounting.Accounting`."""
+    head = (
+        f"{'tensor':<36} {'shape':<16} {'params':>9} {'bits':>4} {'sparse%':>7} {'H b/w':>6} {'codec':<8} "
+        f"{'bytes':>9} {'b/w':>5} {'/H':>6}"
+    )
+    lines = [head]
+    for t in a.tensors:
+        shape = "×".join(map(str, t.shape))
+        lines.append(
+            f"{t.name:<36} {shape:<16} {t.params:>9,} {t.bits:>4} {100 * t.sparsity:>7.1f} {t.entropy:>6.2f} "
+            f"{t.codec:<8} {t.coded_bytes:>9,} {t.bits_per_weight:>5.2f} {t.vs_entropy:>6.3f}"
+        )
+    lines += [
+        f"weights {a.weight_params:,} (sparsity {100 * a.sparsity:.1f} %), biases {a.bias_params:,} (int32)",
+        f"coded levels {a.coded_bytes:,} B = {a.bits_per_weight:.3f} bits/weight "
+        f"({a.coded_bytes / max(a.entropy_bytes, 1e-9):.4f} × the order-0 entropy); steps {a.step_bytes:,} B; "
+        f"sidecar file {a.sidecar_bytes:,} B",
+        f"compression: total {a.total_ratio:.2f}× (32-bit weights and biases / sidecar + int32 biases), "
+        f"weights only {a.weights_ratio:.2f}× (32-bit weights / coded levels + steps)",
+    ]
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime import ToolchainError
 
-from . import demo, eval_cmd, export_cmd, info, inspect_cmd, qat_cmd, run_cmd, train_cmd, verify_cmd
+from . import compress_cmd, demo, eval_cmd, export_cmd, info, inspect_cmd, qat_cmd, run_cmd, train_cmd, verify_cmd
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -23,6 +23,7 @@ COMMANDS: dict[str, Any] = {
     "demo": demo,
     "train": train_cmd.command,
     "qat": qat_cmd.command,
+    "compress": compress_cmd,
     "eval": eval_cmd,
     "export": export_cmd,
     "verify": verify_cmd,

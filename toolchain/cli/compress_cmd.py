@@ -1,0 +1,48 @@
+"""Compress a model end to end: float → partial-L2 pruning → hard prune → learnable-MSQE QAT → compressed export.
+
+One configuration drives every phase (options below, or --config FILE). Each phase writes into its own folder
+under --out-dir and is resumable: run the same command again after an interruption and finished phases are
+skipped, an interrupted one continues from its last checkpoint. The run ends with a table of accuracy, sparsity,
+bits, sizes and compression ratios, and writes summary.json.
+
+Examples:
+  toolchain compress --train-float --float-epochs 30 --ratio 0.7 --wbits 4 --epochs 10 --lr 0.05
+  toolchain compress --model mobilenet_v2_small --model-args width_mult=0.5 --data fashion-mnist \\
+      --float-checkpoint runs/float/mbv2/last.pt --ratio 0.5 --prune-epochs 1 --wbits 4 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "prune, quantize (learnable MSQE) and entropy-code a model; export and verify it"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..compress import CompressConfig
+    from ..config import add_config_arguments
+
+    add_config_arguments(p, CompressConfig)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    p.add_argument("--json", action="store_true", help="print the phases' results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..compress import CompressConfig, compress, summary_table
+    from ..config import config_from_args
+
+    config = config_from_args(CompressConfig, args)
+    assert isinstance(config, CompressConfig)
+    results = compress(config, progress=args.progress)
+    if args.json:
+        print(json.dumps(results, default=str))
+        return 0
+    print()
+    print(summary_table(config, results))
+    export = results["export"]
+    for path, size in export["files"].items():
+        print(f"{path:<56} {size / 1024:9.1f} KiB")
+    for failure in export["verify_failures"]:
+        print(f"verify: {failure}")
+    return 0

@@ -1,0 +1,233 @@
+"""``compress``: float model → pruning → hard prune → learnable-MSQE QAT → freeze → compressed export, one config.
+
+Phases, each in its own folder under ``out_dir`` and each resumable:
+
+====== ============================================================ ===================================
+phase  what it does                                                  writes
+====== ============================================================ ===================================
+float  train the float model (``train_float``) or evaluate the given float/ (or nothing with a checkpoint)
+       ``float_checkpoint``
+prune  partial-L2 (or magnitude) training, then the hard prune        prune/pruned.pt
+qat    n-bit/m-bit quant-aware training with the MSQE regularizer;     qat/last.pt
+       pruned weights stay 0
+export standalone graph + graph and sidecar of coded levels;          export/model.onnx, .compressed.*
+       onnxruntime accuracy; compression accounting
+====== ============================================================ ===================================
+
+A finished phase leaves ``result.json`` (its config and result); running again skips it when the config is the
+same, continues an interrupted phase from its ``last.pt``, and refuses a folder made with another config. The
+summary (:func:`summary_table`) lists accuracy, sparsity, bits, sizes and compression ratios per phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runtime import ToolchainError, atomic_write_text
+
+from .config import Config, TrainConfig, opt
+from .pruning.recipe import PruneConfig, PruneRecipe
+from .quant.qat import QATConfig, QATRecipe
+
+__all__ = ["PHASES", "CompressConfig", "compress", "summary_table"]
+
+PHASES = ("float", "prune", "qat", "export")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressConfig(PruneConfig, QATConfig):
+    """Every phase's settings: shared training options, then per-phase epochs and rates, pruning and quantization.
+
+    ``epochs``/``lr`` are the quant-aware phase's; ``float_*`` and ``prune_*`` set the other phases'.
+    """
+
+    train_float: bool = opt(False, "train the float model first (the default when no --float-checkpoint is given)")
+    float_epochs: int = opt(30, "float-training epochs (with --train-float)")
+    float_lr: float = opt(0.1, "float-training peak learning rate (with --train-float)")
+    prune_epochs: int = opt(3, "pruning-phase epochs (0: magnitude-prune the float model as it is)")
+    prune_lr: float = opt(0.01, "pruning-phase peak learning rate")
+    epochs: int = opt(3, "quant-aware training epochs")
+    lr: float = opt(0.01, "quant-aware training peak learning rate")
+    codecs: str = opt("", "comma-separated weight codecs the sidecar may use (default: all)")
+    out_dir: str = opt("runs/compress", "output folder: float/, prune/, qat/, export/, summary.json")
+    log_every: int = opt(10, "write a step record every N steps")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check(self.float_epochs >= 1, f"float_epochs must be ≥ 1, got {self.float_epochs}")
+        self._check(self.prune_epochs >= 0, f"prune_epochs must be ≥ 0, got {self.prune_epochs}")
+
+    @property
+    def trains_float(self) -> bool:
+        """The float model is trained here with --train-float, or when no --float-checkpoint is given."""
+        return self.train_float or self.float_checkpoint is None
+
+    def phase(self, name: str) -> Any:
+        """The configuration of one training phase, projected from this one."""
+        out = Path(self.out_dir)
+        start = str(out / "float" / "last.pt") if self.trains_float else self.float_checkpoint
+        if name == "float":
+            return _project(self, TrainConfig, epochs=self.float_epochs, lr=self.float_lr, out_dir=str(out / "float"))
+        if name == "prune":
+            return _project(
+                self,
+                PruneConfig,
+                epochs=self.prune_epochs,
+                lr=self.prune_lr,
+                float_checkpoint=start,
+                out_dir=str(out / "prune"),
+            )
+        if name == "qat":
+            return _project(
+                self, QATConfig, float_checkpoint=str(out / "prune" / "pruned.pt"), out_dir=str(out / "qat")
+            )
+        raise ValueError(f"no training phase {name!r}")
+
+
+def _project(config: Config, cls: type[Config], **changes: Any) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls.from_dict({k: v for k, v in config.to_dict().items() if k in names} | changes)
+
+
+def _run_phase(folder: Path, config: dict[str, Any], work: Callable[[], dict[str, Any]], log: Callable[[str], None]):
+    """``work()`` unless ``folder/result.json`` already holds this config's result (then that result)."""
+    done = folder / "result.json"
+    if done.exists():
+        saved = json.loads(done.read_text())
+        if saved.get("config") != config:
+            raise ToolchainError(
+                f"{folder} was made with a different configuration; use another --out-dir or remove the folder"
+            )
+        log(f"{folder.name}: done before, reusing {done}")
+        return saved["result"]
+    result = work()
+    atomic_write_text(done, json.dumps({"config": config, "result": result}, indent=2, default=str))
+    return result
+
+
+def _float_metrics(config: CompressConfig, progress: bool) -> dict[str, Any]:
+    """Evaluate the given float checkpoint (when the float model is not trained here)."""
+    from .modeling import build_model, load_weights
+    from .training import evaluate, load_bundle
+
+    assert config.float_checkpoint is not None
+    bundle = load_bundle(config)
+    model = load_weights(build_model(config.model, bundle, config.model_args), config.float_checkpoint)
+    params = sum(p.numel() for p in model.parameters())
+    return {**evaluate(model, bundle.test, bundle.task, "cpu", progress=progress), "params": params}
+
+
+def compress(config: CompressConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every phase (skipping finished ones); returns ``{phase: result}`` and writes ``summary.json``."""
+    from runtime.accounting import account
+
+    from .exporting import export_checkpoint
+    from .training import train
+    from .verify import verify
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "config.toml")
+    float_cfg, prune_cfg, qat_cfg = (config.phase(name) for name in ("float", "prune", "qat"))
+    qat_ckpt, exported = out / "qat" / "last.pt", out / "export" / "model.compressed.onnx"
+
+    def export() -> dict[str, Any]:
+        codecs = tuple(c.strip() for c in config.codecs.split(",") if c.strip()) or None
+        summary = export_checkpoint(qat_ckpt, out / "export", codecs=codecs)
+        report = verify(exported, qat=qat_ckpt, progress=progress)
+        return {
+            "files": summary["files"],
+            "integer_kernels": summary["integer_kernels"],
+            "float_kernels": summary["float_kernels"],
+            "onnxruntime": report.metrics["onnxruntime"],
+            "verify_failures": report.failures,
+            "accounting": account(exported).to_dict(),
+        }
+
+    phases: dict[str, tuple[dict[str, Any], Callable[[], dict[str, Any]]]] = {
+        "float": (
+            float_cfg.to_dict(),
+            (lambda: train(float_cfg, resume=True, progress=progress))
+            if config.trains_float
+            else (lambda: _float_metrics(config, progress)),
+        ),
+        "prune": (
+            prune_cfg.to_dict(),
+            lambda: train(prune_cfg, resume=True, progress=progress, recipe=PruneRecipe(prune_cfg)),
+        ),
+        "qat": (qat_cfg.to_dict(), lambda: train(qat_cfg, resume=True, progress=progress, recipe=QATRecipe(qat_cfg))),
+        "export": ({"qat": qat_cfg.to_dict(), "codecs": config.codecs}, export),
+    }
+    results: dict[str, Any] = {}
+    for i, (name, (phase_config, work)) in enumerate(phases.items(), start=1):
+        log(f"[{i}/{len(phases)}] {name}: {_describe(name, config)}")
+        results[name] = _run_phase(out / name, phase_config, work, log)
+    atomic_write_text(out / "summary.json", json.dumps(results, indent=2, default=str))
+    return results
+
+
+def _describe(name: str, c: CompressConfig) -> str:
+    descriptions = {
+        "float": f"{'training' if c.trains_float else 'evaluating'} {c.model} on {c.data}",
+        "prune": f"{c.method}, r={c.ratio:g} ({c.scope}), protect {c.protect or 'nothing'}, {c.prune_epochs} epochs",
+        "qat": f"W{c.wbits}A{c.abits}, reg={c.reg} (λ={c.lam:g}), {c.epochs} epochs, pruned weights kept at 0",
+        "export": "standalone graph + compressed sidecar, onnxruntime accuracy, compression accounting",
+    }
+    return descriptions[name]
+
+
+def _metric(result: dict[str, Any]) -> str:
+    for key in ("top1", "psnr"):
+        if key in result:
+            return f"{result[key]:.2f}"
+    return "–"
+
+
+def summary_table(config: CompressConfig, results: dict[str, Any]) -> str:
+    """A Markdown table: accuracy, sparsity, bits, size and compression ratio after each phase."""
+    acc = results["export"]["accounting"]
+    params = acc["weight_params"] + acc["bias_params"]
+    float_kib = 4 * params / 1024
+    prune = results["prune"]
+    key = "top-1 %" if "top1" in results["float"] else "PSNR dB"
+    sidecar = acc["sidecar_bytes"] + 4 * acc["bias_params"]
+    rows = [
+        ("float", _metric(results["float"]), "0.0", "32/32", f"{float_kib:.1f}", "1.0×", "1.0×"),
+        (
+            "hard prune",
+            _metric(prune["after_prune"]),
+            f"{100 * prune['weight_sparsity']:.1f}",
+            "32/32",
+            "–",
+            "–",
+            "–",
+        ),
+        (
+            "QAT",
+            _metric(results["qat"]),
+            f"{100 * acc['sparsity']:.1f}",
+            f"{config.wbits}/{config.abits}",
+            "–",
+            "–",
+            "–",
+        ),
+        (
+            "onnxruntime",
+            _metric(results["export"]["onnxruntime"]),
+            f"{100 * acc['sparsity']:.1f}",
+            f"{acc['bits_per_weight']:.2f} coded/{config.abits}",
+            f"{sidecar / 1024:.1f}",
+            f"{acc['total_ratio']:.1f}×",
+            f"{acc['weights_ratio']:.1f}×",
+        ),
+    ]
+    lines = [
+        f"| phase | {key} | weight sparsity % | bits (w/a) | parameter KiB | total ratio | weights-only ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""Export a quant-aware checkpoint and check the export: the library behind ``toolchain export`` and ``compress``.
+
+:func:`export_checkpoint` rebuilds the checkpoint's model, writes the standalone graph and the graph + sidecar
+pair (:func:`exporters.export_model`), runs one test batch through onnxruntime and measures its agreement, in
+output steps, with the PyTorch model of the export (batch norm folded, int32 bias) and with the quant-aware model,
+and counts the integer kernels onnxruntime's optimizer fused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runtime import ToolchainError
+
+__all__ = ["export_checkpoint"]
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path | None = None,
+    *,
+    name: str = "model",
+    sidecar: bool = True,
+    data_dir: str | None = None,
+    check_batch: int = 64,
+    codecs: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Export ``checkpoint`` (a ``qat`` checkpoint) into ``out`` (default: its folder/export); returns a summary:
+    ``files`` (path → bytes), ``weights``, ``agreement``, ``agreement_with_qat``, ``integer_kernels``,
+    ``float_kernels`` and the :class:`exporters.ExportResult` under ``result``."""
+    import onnxruntime as ort
+    import torch
+    import torch.fx as fx
+
+    from exporters import export_model
+    from exporters.reference import folded_model
+    from runtime.kernels import classify_kernels, optimized_graph
+
+    from .agreement import compare, output_step
+    from .training.restore import restore
+
+    checkpoint = Path(checkpoint)
+    if check_batch < 1:
+        raise ToolchainError(f"--check-batch must be at least 1, got {check_batch}")
+    if not name or "/" in name or name.startswith("."):
+        raise ToolchainError(f"--name must be a plain file name stem, got {name!r}")
+    restored = restore(checkpoint, data_dir=data_dir)
+    if restored.recipe != "qat":
+        raise ToolchainError(
+            f"{checkpoint} is a {restored.recipe} checkpoint; quantize it first with "
+            f"`toolchain qat --float-checkpoint {checkpoint}` (--epochs 0 for post-training quantization)"
+        )
+    model = restored.model
+    assert isinstance(model, fx.GraphModule)
+    x = next(iter(restored.bundle.test.batches(check_batch)))[0]
+    bundle = restored.bundle
+    config = {
+        "checkpoint_config": restored.config.to_dict(),
+        "recipe": restored.recipe,
+        "stem": name,
+        "task": bundle.task,
+        "class_names": list(bundle.class_names),
+        "preprocess": bundle.preprocess,
+    }
+    target = Path(out) if out is not None else checkpoint.parent / "export"
+    result = export_model(model, x, target, name, config, sidecar=sidecar, codecs=codecs)
+
+    session = ort.InferenceSession(str(result.standalone), providers=["CPUExecutionProvider"])
+    candidate = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        folded, qat = folded_model(model, result.built)(x).numpy(), model(x).numpy()
+    step = output_step(model)
+    kernels = classify_kernels(optimized_graph(result.standalone))
+    return {
+        "files": {str(p): p.stat().st_size for p in (result.standalone, result.graph, result.sidecar) if p},
+        "weights": sum(w.levels.size for w in result.weights),
+        "tensors": len(result.weights),
+        "agreement": compare(folded, candidate, step),
+        "agreement_with_qat": compare(qat, candidate, step),
+        "integer_kernels": kernels["integer"],
+        "float_kernels": kernels["float"],
+        "kernels": kernels,
+        "result": result,
+    }
