@@ -4,8 +4,10 @@ For a graph + sidecar pair, each weight tensor is listed with its parameters, bi
 (H, bits per level), codec, coded bytes, bits per weight and coded size over the entropy bound (/H); then the
 totals: bits per weight, the total compression ratio (32-bit weights and biases over everything needed to rebuild
 them: the sidecar file and the int32 biases) and the weights-only ratio (the paper's figure). Definitions:
-runtime/accounting.py. The fixed-point check lists the integer kernels onnxruntime's optimizer fused (QLinearConv, QGemm,
-QLinearAdd, ...) and any convolution or matrix product left in float, which would mean the export missed.
+runtime/accounting.py.
+
+The fixed-point check lists the integer kernels onnxruntime's optimizer fused (QLinearConv, QGemm, QLinearAdd,
+...) and any convolution or matrix product left in float, which would mean the export missed.
 
 Examples:
   toolchain inspect runs/qat/export/model.compressed.onnx
