@@ -108,7 +108,12 @@ def test_inspect_lists_sidecar_tensors_and_integer_kernels(cli, lenet_checkpoint
     done = cli("inspect", str(lenet_checkpoints["w2_onnx"]), "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["format"] == "qdq-sidecar" and len(summary["tensors"]) == 5
-    inner = [t for t in summary["tensors"] if t["bits"] == 2]
-    assert inner and all(t["bits_per_weight"] < 2.5 for t in inner)  # ternary levels code below 2.5 bits each
+    tensors = summary["compression"]["tensors"]
+    assert summary["format"] == "qdq-sidecar" and len(tensors) == 5
+    inner = [t for t in tensors if t["bits"] == 2]
+    assert inner and all(t["bits_per_weight"] < 1.7 for t in inner)  # ternary levels: about log2(3) bits each
+    assert all(t["vs_entropy"] < 1.1 for t in inner)
+    assert summary["compression"]["total_ratio"] > 4  # 2-bit inner layers, 8-bit first and last
+    table = cli("inspect", str(lenet_checkpoints["w2_onnx"])).stdout
+    assert "compression: total" in table and "weights only" in table
     assert summary["kernels"]["float"] == {} and summary["kernels"]["integer"]["QLinearConv"] == 2

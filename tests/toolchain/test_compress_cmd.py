@@ -1,0 +1,100 @@
+"""`toolchain compress` on the embedded digits data: every phase, zeros kept to the sidecar, accounting, resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runtime
+from runtime.accounting import account, entropy_bits
+
+ARGS = [
+    "compress",
+    "--float-epochs", "3",
+    "--prune-epochs", "1",
+    "--epochs", "1",
+    "--ratio", "0.6",
+    "--lam-p", "3",
+    "--wbits", "4",
+    "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory) -> tuple[Path, str]:
+    from tests.conftest import run_cli
+
+    out = tmp_path_factory.mktemp("compress") / "run"
+    done = run_cli(*ARGS, "--out-dir", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr
+    return out, done.stdout
+
+
+@pytest.mark.slow
+def test_compress_runs_every_phase_and_prints_the_summary(compressed) -> None:
+    out, stdout = compressed
+    for phase in ("float", "prune", "qat", "export"):
+        assert (out / phase / "result.json").is_file()
+    assert "| onnxruntime |" in stdout and "| hard prune |" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["export"]["float_kernels"] == {} and summary["export"]["verify_failures"] == []
+    assert summary["prune"]["prunable_sparsity"] >= 0.6
+    assert (out / "prune" / "pruning.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_pruned_weights_reach_the_sidecar_as_zero_levels(compressed) -> None:
+    """Pruned in the float model, kept at 0 through QAT by the masks, exported as level 0."""
+    out, _ = compressed
+    model = runtime.load(out / "export" / "model.compressed.onnx")
+    weights = model.weights()
+    protected = {"features.0.weight", "classifier.4.weight"}  # first and last layers: protected by default
+    for name, levels in weights.items():
+        zeros = float(np.mean(levels == 0))
+        assert zeros >= 0.6 if name not in protected else zeros < 0.2, (name, zeros)
+
+
+@pytest.mark.slow
+def test_accounting_adds_up(compressed) -> None:
+    out, _ = compressed
+    acc = account(out / "export" / "model.compressed.onnx")
+    sidecar = (out / "export" / "model.compressed.qsc").stat().st_size
+    assert acc.sidecar_bytes == sidecar
+    assert acc.total_ratio == pytest.approx((acc.weight_params + acc.bias_params) * 4 / (sidecar + 4 * acc.bias_params))
+    assert acc.weights_ratio == pytest.approx(acc.weight_params * 4 / (acc.coded_bytes + acc.step_bytes))
+    assert acc.weight_params == 150 + 2400 + 7680 + 10080 + 840  # LeNet-5 on 8×8 digits
+    assert acc.coded_bytes < acc.weight_params // 2  # 4-bit, 60 % zeros: well under 4 bits per weight
+    model = runtime.load(out / "export" / "model.compressed.onnx")
+    for t in acc.tensors:
+        levels = model.weights()[t.name] // (63 // (2 ** (t.bits - 1) - 1) if t.bits < 8 else 1)
+        assert t.entropy == pytest.approx(entropy_bits(levels))
+        assert t.params == levels.size and t.coded_bytes > 0
+
+
+def test_entropy_bits() -> None:
+    assert entropy_bits(np.zeros(10, np.int8)) == 0.0
+    assert entropy_bits(np.array([1, -1, 1, -1], np.int8)) == pytest.approx(1.0)
+    assert entropy_bits(np.arange(-2, 2, dtype=np.int8)) == pytest.approx(2.0)
+
+
+@pytest.mark.slow
+def test_a_second_run_reuses_finished_phases_and_a_changed_config_is_refused(cli, compressed) -> None:
+    out, _ = compressed
+    again = cli(*ARGS, "--out-dir", str(out))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("done before") == 4
+    sidecar = (out / "export" / "model.compressed.qsc").read_bytes()
+    changed = cli(*[a if a != "0.6" else "0.7" for a in ARGS], "--out-dir", str(out))
+    assert changed.returncode == 2 and "different configuration" in changed.stderr
+    assert (out / "export" / "model.compressed.qsc").read_bytes() == sidecar
+
+
+def test_compress_help_lists_every_phase_option(cli) -> None:
+    done = cli("compress", "--help")
+    assert done.returncode == 0
+    for flag in ("--float-checkpoint", "--train-float", "--method", "--ratio", "--protect", "--lam-p", "--wbits",
+                 "--lam", "--prune-epochs", "--codecs"):  # fmt: skip
+        assert flag in done.stdout
