@@ -26,7 +26,7 @@ from ..training.checkpoint import save_checkpoint
 from ..training.distributed import DistEnv
 from ..training.loop import evaluate
 from ..training.optim import param_groups
-from ..training.penalty import coefficient_group
+from ..training.penalty import coefficient_group, stability_cap
 from ..training.recipe import Recipe, register_recipe
 from .masks import hard_prune
 from .regularizer import METHODS, PartialL2Regularizer
@@ -94,6 +94,8 @@ class PruneRecipe(Recipe):
         model = model.to(env.device)
         self.layers = [m for _, m in prunable_layers(model, c.protected)]
         self.regularizer = PartialL2Regularizer(self.layers, c.ratio, c.scope, c.lam_p, c.method).to(env.device)
+        self.regularizer.max_alpha = stability_cap(self.regularizer.count, c.optimizer, c.lr, c.momentum)
+        self.regularizer.clamp_alpha()
         self.bundle, self.device = bundle, env.device
         return model
 
@@ -112,6 +114,10 @@ class PruneRecipe(Recipe):
             return term, {}
         beta = reg.alpha.item()
         return term, {"beta": beta, "coef": math.exp(beta), "partial_l2": float(r)}
+
+    def after_step(self) -> None:
+        assert self.regularizer is not None
+        self.regularizer.clamp_alpha()
 
     def eval_extras(self) -> dict[str, float]:
         assert self.regularizer is not None

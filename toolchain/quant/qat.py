@@ -27,7 +27,7 @@ from ..data import DataBundle
 from ..modeling import build_model, load_weights
 from ..pruning.masks import Masks
 from ..training.distributed import DistEnv
-from ..training.penalty import coefficient_group
+from ..training.penalty import coefficient_group, stability_cap
 from ..training.recipe import Recipe, register_recipe
 from .config import QuantConfig
 from .prepare import calibrate, prepare_qat, weight_bits, weight_step
@@ -99,6 +99,8 @@ class QATRecipe(Recipe):
         batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
         calibrate(qat, (x.to(env.device) for x, _ in itertools.islice(batches, c.calib_batches)))
         self.regularizer = MSQERegularizer(qat, c.lam, c.reg, c.step_grad).to(env.device)
+        self.regularizer.max_alpha = stability_cap(self.regularizer.count, c.optimizer, c.lr, c.momentum)
+        self.regularizer.clamp_alpha()
         if c.keep_zeros and self.float_weights:
             self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])
         self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
@@ -132,6 +134,8 @@ class QATRecipe(Recipe):
 
     def after_step(self) -> None:
         self.masks.apply()
+        assert self.regularizer is not None
+        self.regularizer.clamp_alpha()
 
     def eval_extras(self) -> dict[str, float]:
         assert self.regularizer is not None
