@@ -47,7 +47,7 @@ class PruneConfig(TrainConfig):
         "first,last,depthwise",
         f"comma-separated layers never pruned: rules ({', '.join(PROTECT_RULES)}) or module-name patterns",
     )
-    lam_p: float = opt(0.1, "λ_p, in units of the loss: at balance the penalty e^β·P_r equals λ_p")
+    lam_p: float = opt(1.0, "λ_p, in units of the loss: at balance the penalty e^β·P_r equals λ_p")
     beta_lr: float = opt(0.01, "learning rate of β (SGD: relative to λ_p; AdamW: as is; no weight decay)")
     out_dir: str = opt("runs/prune", "output folder: config.toml, metrics.jsonl, last.pt, pruned.pt, pruning.png")
     epochs: int = opt(3, "pruning-phase epochs (0: prune the float checkpoint as it is)")
