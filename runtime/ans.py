@@ -13,9 +13,10 @@ Byte layout (little-endian)::
     varints  one LEB128 frequency f ≥ 1 per present level, in increasing level order
     rest     the ANS stream, 32-bit words (empty when a single level is present)
 
-Frequencies are the exact counts when N ≤ 2^16, otherwise counts rescaled to a total of about 2^16 (each at
-least 1): the table then costs ≤ 3 bytes per present level and the rescaling costs ≲ 10⁻⁴ bits per level. Both
-sides build the model from the same integers, ``p = f / Σf`` in float64, so encoder and decoder agree exactly. An
+Frequencies are the counts rescaled to a total T (each at least 1; the exact counts when N ≤ T). The encoder tries
+T = 2^8, 2^10, …, 2^16 and keeps the shortest output: a coarse table costs fewer bytes (1-byte varints below 128)
+but codes the levels with slightly wrong probabilities, which pays off only for small tensors. Both sides build the
+model from the same integers, ``p = f / Σf`` in float64, so encoder and decoder agree exactly. An
 empty tensor is coded as no bytes.
 
 ``constriction``'s bit stream is part of this format: ``tests/runtime/test_codecs.py`` decodes a stored stream so
@@ -31,7 +32,7 @@ from .levels import CodecError, checked, flat_levels
 
 __all__ = ["decode", "encode"]
 
-TABLE_TOTAL = 1 << 16  # frequencies are rescaled to about this total for larger tensors
+TABLE_TOTALS = (1 << 8, 1 << 10, 1 << 12, 1 << 14, 1 << 16)  # frequency totals the encoder tries
 
 
 def _model(freqs: np.ndarray) -> constriction.stream.model.Categorical:
@@ -75,17 +76,24 @@ def encode(levels: np.ndarray, bits: int) -> bytes:
     lo, hi = int(flat.min()), int(flat.max())
     counts = np.bincount(flat.astype(np.int32) - lo, minlength=hi - lo + 1)
     present = counts > 0
-    freqs = counts[present].astype(np.int64)
-    if flat.size > TABLE_TOTAL:
-        freqs = np.maximum(1, np.rint(freqs * (TABLE_TOTAL / flat.size))).astype(np.int64)
     bitmap = np.packbits(present, bitorder="little").tobytes()
-    header = _varints(np.array([flat.size])) + np.int8(lo).tobytes() + bytes([hi - lo + 1]) + bitmap + _varints(freqs)
-    if freqs.size == 1:
-        return header
-    symbols = np.cumsum(present) - 1  # level − lo → index among the present levels
-    coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(symbols[flat.astype(np.int32) - lo].astype(np.int32), _model(freqs.astype(np.float64)))
-    return header + coder.get_compressed().astype("<u4").tobytes()
+    head = _varints(np.array([flat.size])) + np.int8(lo).tobytes() + bytes([hi - lo + 1]) + bitmap
+    symbols = (np.cumsum(present) - 1)[flat.astype(np.int32) - lo].astype(np.int32)  # index among present levels
+    best = b""
+    for total in TABLE_TOTALS:
+        freqs = counts[present].astype(np.int64)
+        if flat.size > total:
+            freqs = np.maximum(1, np.rint(freqs * (total / flat.size))).astype(np.int64)
+        coded = head + _varints(freqs)
+        if freqs.size > 1:
+            coder = constriction.stream.stack.AnsCoder()
+            coder.encode_reverse(symbols, _model(freqs.astype(np.float64)))
+            coded += coder.get_compressed().astype("<u4").tobytes()
+        if not best or len(coded) < len(best):
+            best = coded
+        if flat.size <= total:  # exact counts: finer totals cannot change the table
+            break
+    return best
 
 
 def decode(data: bytes, count: int, bits: int) -> np.ndarray:
