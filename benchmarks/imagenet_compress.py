@@ -4,7 +4,8 @@ For 8- and 4-bit inner weights (first and last layers 8-bit), and 0 / 50 % magni
 pointwise layers (first, last and depthwise layers protected): prune the float model, prepare at W{n}A8,
 calibrate the activation steps on 64 random 224×224 crops of scikit-image's photos, export the graph + sidecar,
 and account for its compression. Then run it in onnxruntime on 64 *other* crops and compare with the float model:
-top-1 agreement and logit SQNR ``10·log10(Σ f² / Σ (f − q)²)``. No training, so 4-bit and pruned rows show what
+top-1 agreement and logit SQNR ``10·log10(Σ f² / Σ (f − q)²)`` (and the pruned float model's agreement, which
+separates the cost of pruning from that of quantization). No training, so 4-bit and pruned rows show what
 post-training compression costs, not what QAT recovers; and agreement on photo crops is not ImageNet accuracy.
 
   PYTHONPATH=. .venv/bin/python benchmarks/imagenet_compress.py --out benchmarks/results/imagenet_compress.json
@@ -52,8 +53,11 @@ def main() -> int:
             model = load_weights(create_model("mobilenet_v2"), imagenet_mobilenet_v2_path()).eval()
             with torch.no_grad():
                 reference = model(test).numpy()
+            pruned_agreement = 1.0
             if sparsity:
                 hard_prune([m for _, m in prunable_layers(model, ("first", "last", "depthwise"))], sparsity, "layer")
+                with torch.no_grad():
+                    pruned_agreement = float(np.mean(model(test).numpy().argmax(1) == reference.argmax(1)))
             gm = prepare_qat(model, QuantConfig(wbits=wbits, abits=8, first_wbits=8, last_wbits=8))
             calibrate(gm, [calib[i : i + 8] for i in range(0, len(calib), 8)])
             gm.eval()
@@ -71,6 +75,7 @@ def main() -> int:
                 "weights_ratio": acc.weights_ratio,
                 "coded_vs_entropy": acc.coded_bytes / acc.entropy_bytes,
                 "sidecar_bytes": acc.sidecar_bytes,
+                "pruned_float_top1_agreement": pruned_agreement,
                 "top1_agreement": float(np.mean(reference.argmax(1) == logits.argmax(1))),
                 "logit_sqnr_db": float(sqnr),
                 "wall_s": time.time() - t0,
