@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -33,17 +32,13 @@ import onnxruntime as ort
 import torch
 
 from benchmarks.common import save_report
+from runtime.latency import race, timing_session
 
 warnings.filterwarnings("ignore")
 
 
 def _session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return timing_session(path, threads=2)
 
 
 def _build(
@@ -109,23 +104,9 @@ def _top1(session: ort.InferenceSession, x: np.ndarray) -> int:
 
 
 def _race(sessions: dict[str, ort.InferenceSession], x: np.ndarray, runs: int, warmup: int = 10) -> dict:
-    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
-    for _ in range(warmup):
-        for k, s in sessions.items():
-            s.run(None, feeds[k])
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(runs):
-        for k, s in sessions.items():
-            t = time.perf_counter()
-            s.run(None, feeds[k])
-            times[k].append(time.perf_counter() - t)
-    out = {}
-    for k, ts in times.items():
-        ts.sort()
-        out[k] = {"p10_ms": 1e3 * ts[len(ts) // 10], "median_ms": 1e3 * statistics.median(ts)}
+    """:func:`runtime.latency.race` (the first session is fp32) plus each session's time over ``ort_static``'s."""
+    out = race(sessions, x, runs, warmup)
     for k in out:
-        out[k]["speedup_vs_fp32_median"] = out["fp32"]["median_ms"] / out[k]["median_ms"]
-        out[k]["speedup_vs_fp32_p10"] = out["fp32"]["p10_ms"] / out[k]["p10_ms"]
         out[k]["vs_ort_static_median"] = out[k]["median_ms"] / out["ort_static"]["median_ms"]
     return out
 

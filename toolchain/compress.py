@@ -109,14 +109,21 @@ def _run_phase(folder: Path, config: dict[str, Any], work: Callable[[], dict[str
     return result
 
 
+def _float_model(config: CompressConfig, weights: str) -> tuple[Any, Any]:
+    """The float model with ``weights`` loaded, and the data bundle."""
+    from .modeling import build_model, load_weights
+    from .training import load_bundle
+
+    bundle = load_bundle(config)
+    return load_weights(build_model(config.model, bundle, config.model_args), weights).eval(), bundle
+
+
 def _float_metrics(config: CompressConfig, progress: bool) -> dict[str, Any]:
     """Evaluate the given float checkpoint (when the float model is not trained here)."""
-    from .modeling import build_model, load_weights
-    from .training import evaluate, load_bundle
+    from .training import evaluate
 
     assert config.float_checkpoint is not None
-    bundle = load_bundle(config)
-    model = load_weights(build_model(config.model, bundle, config.model_args), config.float_checkpoint)
+    model, bundle = _float_model(config, config.float_checkpoint)
     params = sum(p.numel() for p in model.parameters())
     return {**evaluate(model, bundle.test, bundle.task, "cpu", progress=progress), "params": params}
 
@@ -125,7 +132,8 @@ def compress(config: CompressConfig, *, progress: bool = True, log: Callable[[st
     """Run every phase (skipping finished ones); returns ``{phase: result}`` and writes ``summary.json``."""
     from runtime.accounting import account
 
-    from .exporting import export_checkpoint
+    from .exporting import export_checkpoint, export_float, latency_against_float
+    from .reports.report import write_report
     from .training import train
     from .verify import verify
 
@@ -139,7 +147,11 @@ def compress(config: CompressConfig, *, progress: bool = True, log: Callable[[st
         codecs = tuple(c.strip() for c in config.codecs.split(",") if c.strip()) or None
         summary = export_checkpoint(qat_ckpt, out / "export", codecs=codecs)
         report = verify(exported, qat=qat_ckpt, progress=progress)
+        float_model, bundle = _float_model(config, prune_cfg.float_checkpoint)
+        x = next(iter(bundle.test.batches(32)))[0]
+        float_onnx = export_float(float_model, x[:1], out / "export" / "float.onnx")
         return {
+            "latency": latency_against_float(float_onnx, out / "export" / "model.onnx", x),
             "files": summary["files"],
             "integer_kernels": summary["integer_kernels"],
             "float_kernels": summary["float_kernels"],
@@ -167,6 +179,7 @@ def compress(config: CompressConfig, *, progress: bool = True, log: Callable[[st
         log(f"[{i}/{len(phases)}] {name}: {_describe(name, config)}")
         results[name] = _run_phase(out / name, phase_config, work, log)
     atomic_write_text(out / "summary.json", json.dumps(results, indent=2, default=str))
+    results["report"] = str(write_report(out, config, results, summary_table(config, results)))
     return results
 
 
@@ -188,46 +201,37 @@ def _metric(result: dict[str, Any]) -> str:
 
 
 def summary_table(config: CompressConfig, results: dict[str, Any]) -> str:
-    """A Markdown table: accuracy, sparsity, bits, size and compression ratio after each phase."""
-    acc = results["export"]["accounting"]
+    """A Markdown table: accuracy, sparsity, bits, size, compression ratio and latency after each phase."""
+    export = results["export"]
+    acc = export["accounting"]
     params = acc["weight_params"] + acc["bias_params"]
-    float_kib = 4 * params / 1024
     prune = results["prune"]
     key = "top-1 %" if "top1" in results["float"] else "PSNR dB"
-    sidecar = acc["sidecar_bytes"] + 4 * acc["bias_params"]
+    rebuilt = acc["sidecar_bytes"] + 4 * acc["bias_params"]
+    b1 = export.get("latency", {}).get("batch1")
+    sparsity = f"{100 * acc['sparsity']:.1f}"
     rows = [
-        ("float", _metric(results["float"]), "0.0", "32/32", f"{float_kib:.1f}", "1.0×", "1.0×"),
-        (
-            "hard prune",
-            _metric(prune["after_prune"]),
-            f"{100 * prune['weight_sparsity']:.1f}",
-            "32/32",
-            "–",
-            "–",
-            "–",
-        ),
-        (
-            "QAT",
-            _metric(results["qat"]),
-            f"{100 * acc['sparsity']:.1f}",
-            f"{config.wbits}/{config.abits}",
-            "–",
-            "–",
-            "–",
-        ),
-        (
+        ["float", _metric(results["float"]), "0.0", "32/32", f"{4 * params / 1024:.1f}", "1.0×", "1.0×"],
+        ["hard prune", _metric(prune["after_prune"]), f"{100 * prune['weight_sparsity']:.1f}", "32/32", "–", "–", "–"],
+        ["QAT", _metric(results["qat"]), sparsity, f"{config.wbits}/{config.abits}", "–", "–", "–"],
+        [
             "onnxruntime",
-            _metric(results["export"]["onnxruntime"]),
-            f"{100 * acc['sparsity']:.1f}",
+            _metric(export["onnxruntime"]),
+            sparsity,
             f"{acc['bits_per_weight']:.2f} coded/{config.abits}",
-            f"{sidecar / 1024:.1f}",
+            f"{rebuilt / 1024:.1f}",
             f"{acc['total_ratio']:.1f}×",
             f"{acc['weights_ratio']:.1f}×",
-        ),
+        ],
     ]
+    latency = ["–"] * 4
+    if b1:
+        latency[0] = f"{b1['float_median_ms']:.3f} ms"
+        latency[3] = f"{b1['exported_median_ms']:.3f} ms ({b1['speedup']:.2f}×)"
     lines = [
-        f"| phase | {key} | weight sparsity % | bits (w/a) | parameter KiB | total ratio | weights-only ratio |",
-        "|---|---|---|---|---|---|---|",
+        f"| phase | {key} | weight sparsity % | bits (w/a) | parameter KiB | total ratio | weights-only ratio | "
+        "onnxruntime latency, batch 1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join([*row, lat]) + " |" for row, lat in zip(rows, latency)]
     return "\n".join(lines)

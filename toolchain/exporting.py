@@ -13,7 +13,7 @@ from typing import Any
 
 from runtime import ToolchainError
 
-__all__ = ["export_checkpoint"]
+__all__ = ["export_checkpoint", "export_float", "latency_against_float"]
 
 
 def export_checkpoint(
@@ -83,3 +83,45 @@ def export_checkpoint(
         "kernels": kernels,
         "result": result,
     }
+
+
+def export_float(model: Any, example: Any, path: str | Path) -> Path:
+    """The float model as plain ONNX (opset 17, dynamic batch), the baseline of latency comparisons; atomic."""
+    import io
+
+    import torch
+
+    from runtime import atomic_write_bytes
+
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            model.eval(),
+            example,
+            buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects too
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
+        )
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def latency_against_float(float_onnx: Path, exported: Path, x: Any, runs: int = 200) -> dict[str, Any]:
+    """onnxruntime latency of the exported model against the float one at batch 1 and at ``len(x)``, sessions
+    interleaved (:func:`runtime.latency.race`); ``speedup`` > 1 means the exported model is faster."""
+    import numpy as np
+
+    from runtime.latency import race, timing_session
+
+    sessions = {"float": timing_session(float_onnx), "exported": timing_session(exported)}
+    out: dict[str, Any] = {}
+    for batch in sorted({1, len(x)}):
+        timed = race(sessions, np.ascontiguousarray(x[:batch].numpy()), runs if batch == 1 else max(20, runs // 10))
+        out[f"batch{batch}"] = {
+            "float_median_ms": timed["float"]["median_ms"],
+            "exported_median_ms": timed["exported"]["median_ms"],
+            "speedup": timed["exported"]["speedup_vs_float_median"],
+        }
+    return out

@@ -23,12 +23,16 @@ def test_parser_rejects_unknown_command() -> None:
 
 
 def test_demo_runs_the_main_job(cli, tmp_path: Path) -> None:
-    done = cli("demo", "--out-dir", str(tmp_path), "--epochs", "8", "--qat-epochs", "1")
+    done = cli("demo", "--out-dir", str(tmp_path), "--epochs", "8", "--prune-epochs", "1", "--qat-epochs", "1",
+               "--no-progress")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "top-1" not in line]
-    assert [r.split("|")[1].strip() for r in rows] == ["float", "PTQ", "QAT + MSQE"]
-    assert all(float(r.split("|")[3]) > 80 for r in rows)  # top-1 of each stage
-    for path in ("float/last.pt", "ptq/last.pt", "qat/last.pt", "qat/convergence.png", "qat/weights.png"):
+    assert [r.split("|")[1].strip() for r in rows] == ["float", "hard prune", "QAT", "onnxruntime"]
+    assert all(float(r.split("|")[2]) > 80 for r in rows)  # top-1 of each phase
+    assert float(rows[-1].split("|")[6].strip(" ×")) > 4  # total compression ratio
+    assert "ms (" in rows[-1]  # latency against float
+    for path in ("float/last.pt", "prune/pruned.pt", "qat/last.pt", "qat/convergence.png", "prune/pruning.png",
+                 "export/model.compressed.qsc", "report.md", "layers.png"):  # fmt: skip
         assert (tmp_path / path).is_file(), path
 
 

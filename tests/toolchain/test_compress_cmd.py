@@ -98,3 +98,22 @@ def test_compress_help_lists_every_phase_option(cli) -> None:
     for flag in ("--float-checkpoint", "--train-float", "--method", "--ratio", "--protect", "--lam-p", "--wbits",
                  "--lam", "--prune-epochs", "--codecs"):  # fmt: skip
         assert flag in done.stdout
+
+
+@pytest.mark.slow
+def test_the_report_links_readable_plots_and_holds_the_tables(compressed) -> None:
+    import re
+
+    from PIL import Image
+
+    out, stdout = compressed
+    report = (out / "report.md").read_text()
+    assert f"report: {out / 'report.md'}" in stdout
+    for heading in ("## Summary", "## Per-layer compression", "## Training curves", "## Configuration"):
+        assert heading in report
+    assert "| onnxruntime |" in report and "| features.3.weight |" in report and "toolchain compress" in report
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert {"layers.png", "prune/pruning.png", "qat/convergence.png", "qat/weights.png"} <= set(images)
+    for rel in images:
+        with Image.open(out / rel) as im:
+            assert im.format == "PNG" and min(im.size) >= 300, rel

@@ -45,4 +45,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path:<56} {size / 1024:9.1f} KiB")
     for failure in export["verify_failures"]:
         print(f"verify: {failure}")
+    print(f"report: {results['report']}")
     return 0

@@ -1,52 +1,52 @@
-"""The main job on the embedded default (scikit-learn's digits, no set-up needed):
+"""The main job on the embedded default (scikit-learn's digits, no set-up needed): `toolchain compress` end to end.
 
   1. float training of LeNet-5;
-  2. post-training quantization to W4A8 (calibration only), the baseline QAT must beat;
-  3. quant-aware training at W4A8 with the learnable MSQE regularizer, from the float checkpoint;
+  2. pruning with the partial L2 regularizer (learnable coefficient), then a hard prune;
+  3. quant-aware training at W4A8 with the learnable MSQE regularizer, pruned weights kept at 0;
+  4. export (standalone QDQ graph + graph and entropy-coded sidecar), onnxruntime accuracy against the quant-aware
+     model, compression accounting, onnxruntime latency against the float model;
 
-then a table of accuracies. Outputs land in --out-dir/{float,ptq,qat} (config.toml, metrics.jsonl, last.pt, and the
-QAT run's convergence.png / weights.png). Later milestones add pruning, compression, export and verification.
+then a table and report.md (plots, per-layer compression, the exact command and configuration) in --out-dir.
+Every phase is resumable: run the same command again after an interruption. Other models and data sets:
+`toolchain compress --help`.
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "the main job on the embedded digits data (no set-up needed)"
+HELP = "the main job on the embedded digits data: float -> prune -> QAT -> compressed export -> verify"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--epochs", type=int, default=30, help="float training epochs (default: 30)")
-    p.add_argument("--qat-epochs", type=int, default=5, help="quant-aware training epochs (default: 5)")
+    p.add_argument("--prune-epochs", type=int, default=3, help="pruning-phase epochs (default: 3)")
+    p.add_argument("--qat-epochs", type=int, default=3, help="quant-aware training epochs (default: 3)")
+    p.add_argument("--ratio", type=float, default=0.5, help="share of the prunable weights set to 0 (default: 0.5)")
     p.add_argument("--wbits", type=int, default=4, help="weight bits of the inner layers (default: 4)")
     p.add_argument("--abits", type=int, default=8, help="activation bits (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import TrainConfig
-    from ..quant.qat import QATConfig, QATRecipe
-    from ..training import train
+    from ..compress import CompressConfig, compress, summary_table
 
-    out = args.out_dir
-    float_cfg = TrainConfig(out_dir=f"{out}/float", epochs=args.epochs, seed=args.seed)
-    print(f"[1/3] float training: {float_cfg.model} on {float_cfg.data}, {float_cfg.epochs} epochs")
-    rows = [("float", "32/32", train(float_cfg))]
-    quant = dict(
-        float_checkpoint=f"{out}/float/last.pt", wbits=args.wbits, abits=args.abits, seed=args.seed, lam=1.0, lr=0.01
+    config = CompressConfig(
+        out_dir=args.out_dir,
+        float_epochs=args.epochs,
+        prune_epochs=args.prune_epochs,
+        epochs=args.qat_epochs,
+        ratio=args.ratio,
+        wbits=args.wbits,
+        abits=args.abits,
+        seed=args.seed,
     )
-    ptq = QATConfig(out_dir=f"{out}/ptq", epochs=0, **quant)
-    print(f"[2/3] post-training quantization W{args.wbits}A{args.abits} (calibration only)")
-    rows.append(("PTQ", f"{args.wbits}/{args.abits}", train(ptq, recipe=QATRecipe(ptq))))
-    qat = QATConfig(out_dir=f"{out}/qat", epochs=args.qat_epochs, reg="msqe", **quant)
-    print(f"[3/3] quant-aware training W{args.wbits}A{args.abits}, learnable MSQE (λ={qat.lam:g}), {qat.epochs} epochs")
-    rows.append(("QAT + MSQE", f"{args.wbits}/{args.abits}", train(qat, recipe=QATRecipe(qat))))
+    results = compress(config, progress=args.progress)
     print()
-    print("| stage | bits (w/a) | top-1 % | top-5 % | weights within δ/10 of a level | wall s |")
-    print("|---|---|---|---|---|---|")
-    for name, bits, r in rows:
-        share = f"{100 * r['near_level_share']:.1f} %" if "near_level_share" in r else "–"
-        print(f"| {name} | {bits} | {r['top1']:.2f} | {r['top5']:.2f} | {share} | {r['wall_s']:.1f} |")
-    print(f"\nplots: {out}/qat/convergence.png, {out}/qat/weights.png")
+    print(summary_table(config, results))
+    for path, size in results["export"]["files"].items():
+        print(f"{path:<56} {size / 1024:9.1f} KiB")
+    print(f"report: {results['report']}")
     return 0

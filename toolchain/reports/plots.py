@@ -1,4 +1,4 @@
-"""PNG plots of a quant-aware run: the paper's convergence picture and weight histograms against their levels.
+"""PNG plots: the paper's convergence picture, weight histograms against their levels, per-layer compression.
 
 Rendered with matplotlib's Agg backend (no display needed) and written atomically.
 """
@@ -13,7 +13,7 @@ import torch
 
 from runtime import atomic_write_bytes
 
-__all__ = ["plot_convergence", "plot_penalty", "plot_weight_histogram"]
+__all__ = ["plot_convergence", "plot_layers", "plot_penalty", "plot_weight_histogram"]
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]):
@@ -72,4 +72,24 @@ def plot_weight_histogram(start: dict[str, torch.Tensor], end: dict[str, torch.T
         ax.set_title(f"{layer}: w/δ at the {title} ({bits}-bit, levels in red)")
         ax.set_xlabel("w / δ")
         ax.set_yscale("log")
+    return _save(plt, fig, path)
+
+
+def plot_layers(tensors: list[dict[str, Any]], path: Path) -> Path:
+    """Per weight tensor: coded bits per weight against the bit-width and the entropy, and the share of zeros."""
+    names = [t["name"].removesuffix(".weight") for t in tensors]
+    xs = range(len(tensors))
+    plt, fig, (top, bottom) = _figure(2, 1, (max(8, 0.22 * len(tensors) + 3), 6.5))
+    top.bar(xs, [t["bits_per_weight"] for t in tensors], color="tab:blue", label="coded bits per weight")
+    top.plot(xs, [t["entropy"] for t in tensors], "k.", label="order-0 entropy (bits per level)")
+    top.plot(xs, [t["bits"] for t in tensors], "r_", markersize=12, label="bit-width")
+    top.set_ylabel("bits")
+    top.legend(fontsize=8)
+    bottom.bar(xs, [100 * t["sparsity"] for t in tensors], color="tab:gray")
+    bottom.set_ylabel("zero levels %")
+    for ax in (top, bottom):
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(names if ax is bottom else [], rotation=90, fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("per-layer compression")
     return _save(plt, fig, path)
