@@ -5,8 +5,15 @@ under --out-dir and is resumable: run the same command again after an interrupti
 skipped, an interrupted one continues from its last checkpoint. The run ends with a table of accuracy, sparsity,
 bits, sizes and compression ratios, and writes summary.json.
 
+--model takes a registry name (`toolchain models`) or your own factory, package.module:function (it receives
+num_classes / in_chans / input_size when its signature names them). --data takes a registry name (`toolchain data`)
+or the path of an ImageNet-layout folder (DIR/{train,val}/<class>/<image>).
+
 Examples:
   toolchain compress --train-float --float-epochs 30 --ratio 0.7 --wbits 4 --epochs 10 --lr 0.05
+  toolchain compress --model mobilenet_v2 --weights mobilenet_v2-b0353104.pth --data /path/to/imagenet \\
+      --ratio 0.5 --prune-epochs 1 --wbits 4 --epochs 1
+  PYTHONPATH=. toolchain compress --model mynets:small_cnn --data fashion-mnist --ratio 0.7
   toolchain compress --model mobilenet_v2_small --model-args width_mult=0.5 --data fashion-mnist \\
       --float-checkpoint runs/float/mbv2/last.pt --ratio 0.5 --prune-epochs 1 --wbits 4 --epochs 2
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 HELP = "prune, quantize (learnable MSQE) and entropy-code a model; export and verify it"
 
@@ -24,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..config import add_config_arguments
 
     add_config_arguments(p, CompressConfig)
+    p.add_argument("--weights", help="float weights to start from (a state dict .pth): same as --float-checkpoint")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.add_argument("--json", action="store_true", help="print the phases' results as JSON")
 
@@ -34,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(CompressConfig, args)
     assert isinstance(config, CompressConfig)
-    results = compress(config, progress=args.progress)
+    if args.weights:
+        config = config.replace(float_checkpoint=args.weights)
+    # with --json, stdout holds only the JSON: phase lines go to stderr
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    results = compress(config, progress=args.progress, log=log)
     if args.json:
         print(json.dumps(results, default=str))
         return 0

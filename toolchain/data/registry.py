@@ -8,8 +8,10 @@ batches an uninterrupted run sees, with no data-loader state to checkpoint.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -103,10 +105,19 @@ def list_datasets() -> dict[str, str]:
 
 
 def load_dataset(name: str, data_dir: str | None = None, subset: int | None = None, **kw: object) -> DataBundle:
-    """Load a registered data set by name."""
+    """Load a registered data set by name; a folder path instead of a name is an ImageNet-layout image folder."""
+    if name not in _DATASETS and Path(name).is_dir():
+        name, data_dir = "image-folder", name
     if name not in _DATASETS:
-        raise DataError(f"unknown data set {name!r}; available: {', '.join(sorted(_DATASETS))}")
-    return _DATASETS[name][0](data_dir=data_dir, subset=subset, **kw)
+        raise DataError(
+            f"unknown data set {name!r}; available: {', '.join(sorted(_DATASETS))}, or an image folder's path"
+        )
+    loader = _DATASETS[name][0]
+    try:
+        inspect.signature(loader).bind(data_dir=data_dir, subset=subset, **kw)
+    except TypeError as e:
+        raise DataError(f"data set {name!r} does not take these arguments ({e}); see `toolchain data`") from None
+    return loader(data_dir=data_dir, subset=subset, **kw)
 
 
 def batch_seed(seed: int, epoch: int, step: int) -> int:

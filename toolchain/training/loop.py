@@ -56,7 +56,7 @@ class MetricsLog:
 
 def load_bundle(config: TrainConfig) -> DataBundle:
     kw = dict(config.data_args)
-    if config.data == "image-folder":
+    if config.data == "image-folder" or Path(config.data).is_dir():
         kw.setdefault("num_workers", config.num_workers)
     return load_dataset(config.data, config.data_dir, config.subset, **kw)
 
