@@ -27,11 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from runtime import ToolchainError, atomic_write_text
 
 from .config import Config, TrainConfig, opt
 from .pruning.recipe import PruneConfig, PruneRecipe
 from .quant.qat import QATConfig, QATRecipe
+from .training.distributed import init_distributed, shutdown_distributed
 
 __all__ = ["PHASES", "CompressConfig", "compress", "summary_table"]
 
@@ -93,8 +96,14 @@ def _project(config: Config, cls: type[Config], **changes: Any) -> Any:
     return cls.from_dict({k: v for k, v in config.to_dict().items() if k in names} | changes)
 
 
-def _run_phase(folder: Path, config: dict[str, Any], work: Callable[[], dict[str, Any]], log: Callable[[str], None]):
-    """``work()`` unless ``folder/result.json`` already holds this config's result (then that result)."""
+def _run_phase(
+    folder: Path, config: dict[str, Any], work: Callable[[], dict[str, Any]], log: Callable[[str], None], env: Any
+) -> dict[str, Any]:
+    """``work()`` unless ``folder/result.json`` already holds this config's result (then that result).
+
+    Under torchrun every process runs the work (training phases) or waits for the main process (``work`` returns
+    ``None`` on the others); the main process alone writes ``result.json``, then all meet at a barrier.
+    """
     done = folder / "result.json"
     if done.exists():
         saved = json.loads(done.read_text())
@@ -105,7 +114,10 @@ def _run_phase(folder: Path, config: dict[str, Any], work: Callable[[], dict[str
         log(f"{folder.name}: done before, reusing {done}")
         return saved["result"]
     result = work()
-    atomic_write_text(done, json.dumps({"config": config, "result": result}, indent=2, default=str))
+    if env.is_main:
+        atomic_write_text(done, json.dumps({"config": config, "result": result}, indent=2, default=str))
+    if env.distributed:
+        torch.distributed.barrier()
     return result
 
 
@@ -129,7 +141,19 @@ def _float_metrics(config: CompressConfig, progress: bool) -> dict[str, Any]:
 
 
 def compress(config: CompressConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every phase (skipping finished ones); returns ``{phase: result}`` and writes ``summary.json``."""
+    """Run every phase (skipping finished ones); returns ``{phase: result}`` and writes ``summary.json``.
+
+    Under ``torchrun`` the training phases run on every process (DistributedDataParallel); evaluation, export,
+    verification and the report run on the main process, and only it returns the results (the others get ``{}``).
+    """
+    env = init_distributed(config.device)  # one process group for every phase under torchrun
+    try:
+        return _compress(config, env, progress, log)
+    finally:
+        shutdown_distributed()
+
+
+def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from runtime.accounting import account
 
     from .exporting import export_checkpoint, export_float, latency_against_float
@@ -137,9 +161,15 @@ def compress(config: CompressConfig, *, progress: bool = True, log: Callable[[st
     from .training import train
     from .verify import verify
 
+    def main_only(work: Callable[[], dict[str, Any]]) -> Callable[[], Any]:
+        return work if env.is_main else (lambda: None)
+
+    if not env.is_main:
+        log = lambda line: None  # noqa: E731 - one process reports
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out / "config.toml")
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.toml")
     float_cfg, prune_cfg, qat_cfg = (config.phase(name) for name in ("float", "prune", "qat"))
     qat_ckpt, exported = out / "qat" / "last.pt", out / "export" / "model.compressed.onnx"
 
@@ -165,19 +195,21 @@ def compress(config: CompressConfig, *, progress: bool = True, log: Callable[[st
             float_cfg.to_dict(),
             (lambda: train(float_cfg, resume=True, progress=progress))
             if config.trains_float
-            else (lambda: _float_metrics(config, progress)),
+            else main_only(lambda: _float_metrics(config, progress)),
         ),
         "prune": (
             prune_cfg.to_dict(),
             lambda: train(prune_cfg, resume=True, progress=progress, recipe=PruneRecipe(prune_cfg)),
         ),
         "qat": (qat_cfg.to_dict(), lambda: train(qat_cfg, resume=True, progress=progress, recipe=QATRecipe(qat_cfg))),
-        "export": ({"qat": qat_cfg.to_dict(), "codecs": config.codecs}, export),
+        "export": ({"qat": qat_cfg.to_dict(), "codecs": config.codecs}, main_only(export)),
     }
     results: dict[str, Any] = {}
     for i, (name, (phase_config, work)) in enumerate(phases.items(), start=1):
         log(f"[{i}/{len(phases)}] {name}: {_describe(name, config)}")
-        results[name] = _run_phase(out / name, phase_config, work, log)
+        results[name] = _run_phase(out / name, phase_config, work, log, env)
+    if not env.is_main:
+        return {}
     atomic_write_text(out / "summary.json", json.dumps(results, indent=2, default=str))
     results["report"] = str(write_report(out, config, results, summary_table(config, results)))
     return results

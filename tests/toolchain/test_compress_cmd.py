@@ -117,3 +117,27 @@ def test_the_report_links_readable_plots_and_holds_the_tables(compressed) -> Non
     for rel in images:
         with Image.open(out / rel) as im:
             assert im.format == "PNG" and min(im.size) >= 300, rel
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_compress_under_torchrun_with_two_processes(tmp_path: Path) -> None:
+    """Every training phase runs on both processes in step; the main process alone exports and reports."""
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "toolchain",
+           *ARGS, "--device", "cpu", "--out-dir", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("| onnxruntime |") == 1  # one report, from the main process
+    for phase in ("float", "prune", "qat"):
+        evals = [
+            json.loads(x) for x in (out / phase / "metrics.jsonl").read_text().splitlines() if "param_digests" in x
+        ]
+        assert evals and all(len(e["param_digests"]) == 2 and e["ranks_in_step"] for e in evals), phase
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["qat"]["world"] == 2 and summary["export"]["float_kernels"] == {}

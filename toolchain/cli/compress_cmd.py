@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     # with --json, stdout holds only the JSON: phase lines go to stderr
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     results = compress(config, progress=args.progress, log=log)
+    if not results:  # a torchrun worker: the main process reports
+        return 0
     if args.json:
         print(json.dumps(results, default=str))
         return 0

@@ -97,11 +97,13 @@ def train(
     ``recipe`` defaults to float training; quant-aware training passes a :class:`toolchain.quant.qat.QATRecipe`.
     A config with ``epochs == 0`` only builds (e.g. calibrates), evaluates and checkpoints the model.
     """
+    joined = torch.distributed.is_initialized()  # a caller (e.g. compress) that owns the group keeps it
     env = init_distributed(config.device)
     try:
         return _train(config, env, resume, progress, recipe or Recipe(config))
     finally:
-        shutdown_distributed()
+        if not joined:
+            shutdown_distributed()
 
 
 def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool, recipe: Recipe) -> dict[str, Any]:
