@@ -82,3 +82,16 @@ def test_eval_plain_state_dict(cli, tmp_path: Path) -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1])["top1"] > 90
     wrong = cli("eval", "--model", "mobilenet_v2_tiny", "--weights", str(tmp_path / "plain.pth"), "--data", "digits")
     assert wrong.returncode == 2 and "do not fit the model" in wrong.stderr
+
+
+def test_readme_cli_reference_matches_the_parser() -> None:
+    import re
+
+    from tests.conftest import ROOT
+    from toolchain.cli.main import COMMANDS
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- cli-reference -->(.*?)<!-- /cli-reference -->", readme, re.S)
+    assert block, "README lost its CLI reference"
+    rows = dict(re.findall(r"^\| `toolchain (\S+)` \| (.*) \|$", block.group(1), re.M))
+    assert rows == {name: command.HELP for name, command in COMMANDS.items()}
