@@ -2,21 +2,17 @@
 
 Phases, each in its own folder under ``out_dir`` and each resumable:
 
-====== ============================================================ ===================================
-phase  what it does                                                  writes
-====== ============================================================ ===================================
-float  train the float model (``train_float``) or evaluate the given float/ (or nothing with a checkpoint)
-       ``float_checkpoint``
-prune  partial-L2 (or magnitude) training, then the hard prune        prune/pruned.pt
-qat    n-bit/m-bit quant-aware training with the MSQE regularizer;     qat/last.pt
-       pruned weights stay 0
-export standalone graph + graph and sidecar of coded levels;          export/model.onnx, .compressed.*
-       onnxruntime accuracy; compression accounting
-====== ============================================================ ===================================
+* ``float``  – train the float model (``train_float``, or no ``float_checkpoint`` given: ``float/last.pt``), or
+  evaluate the given float checkpoint;
+* ``prune``  – partial-L2 (or magnitude) training, then the hard prune: ``prune/pruned.pt``;
+* ``qat``    – n-bit/m-bit quant-aware training with the MSQE regularizer, pruned weights kept at 0: ``qat/last.pt``;
+* ``export`` – freeze; standalone graph and graph + sidecar of entropy-coded levels (``export/``); onnxruntime
+  accuracy against the QAT model; compression accounting; onnxruntime latency against the float ONNX.
 
 A finished phase leaves ``result.json`` (its config and result); running again skips it when the config is the
 same, continues an interrupted phase from its ``last.pt``, and refuses a folder made with another config. The
-summary (:func:`summary_table`) lists accuracy, sparsity, bits, sizes and compression ratios per phase.
+summary (:func:`summary_table`) lists accuracy, sparsity, bits, sizes, compression ratios and latency per phase,
+and ``report.md`` (:mod:`toolchain.reports.report`) puts it next to the artefacts with plots.
 """
 
 from __future__ import annotations
