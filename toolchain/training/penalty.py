@@ -59,8 +59,8 @@ class LearnedPenalty(nn.Module):
     @torch.no_grad()
     def clamp_alpha(self) -> None:
         """Keep α at or under ``max_alpha`` (call after each optimizer step)."""
-        if self.alpha.item() > self.max_alpha:
-            self.alpha.fill_(self.max_alpha)
+        if math.isfinite(self.max_alpha):
+            self.alpha.clamp_(max=self.max_alpha)  # in place, no device sync
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.measure()
