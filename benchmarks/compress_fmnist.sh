@@ -44,3 +44,4 @@ run shv2_pl2_r70_w4 "${shv2[@]}" --method partial-l2 --ratio 0.7 --wbits 4
 run mbv2_pl2_r50_w4 "${mbv2[@]}" --method partial-l2 --ratio 0.5 --wbits 4
 run mbv2_mag_r50_w4 "${mbv2[@]}" --method magnitude --ratio 0.5 --wbits 4
 run shv2_mag_r70_w4 "${shv2[@]}" --method magnitude --ratio 0.7 --wbits 4
+run mbv2_pl2_r70_w4p6 "${mbv2[@]}" --method partial-l2 --ratio 0.7 --wbits 4 --prune-epochs 6  # 600 pruning steps
