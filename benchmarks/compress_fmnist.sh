@@ -8,7 +8,7 @@ ROOT=${1:-runs/compress_fmnist}
 OUT=${2:-benchmarks/results/compress_fmnist.jsonl}
 FILTER=${3:-.}
 PY=${PYTHON:-.venv/bin/python}
-# --subset 12800 at batch 128: 100 steps per epoch (a full Fashion-MNIST QAT epoch takes ~40 min on 2 cores);
+# --subset 12800 at batch 128: 100 steps per epoch (a full Fashion-MNIST QAT epoch: ~10 min on 2 idle cores);
 # 3 pruning epochs (300 steps: partial L2 needs them to drive the pruned weights' energy to ~0), 1 QAT epoch.
 common=(--data fashion-mnist --subset 12800 --batch-size 128 --lr 0.01 --prune-lr 0.01 --prune-epochs 3 --epochs 1
         --abits 8 --reg msqe --lam 10 --lam-p 3 --no-progress --json)
