@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ToolchainError
+from .session import META_SIDECAR, Model, _sidecar_path, load
 
 __all__ = ["Accounting", "TensorAccount", "account", "entropy_bits"]
 
@@ -119,13 +120,13 @@ class Accounting:
         }
 
 
-def account(path: str | os.PathLike[str]) -> Accounting:
-    """Load the graph + sidecar pair at ``path`` (every check of :func:`runtime.load`) and account for it."""
+def account(model: str | os.PathLike[str] | Model) -> Accounting:
+    """Account for a graph + sidecar pair: a :class:`runtime.Model` already loaded, or a path to load (every check
+    of :func:`runtime.load`)."""
     import onnx
 
-    from .session import META_SIDECAR, _sidecar_path, load
-
-    model = load(path)
+    if not isinstance(model, Model):
+        model = load(model)
     if model.sidecar is None:
         raise ToolchainError(
             f"{model.path} is a standalone graph; compression accounting needs the graph + sidecar pair "

@@ -32,9 +32,7 @@ from .pruning.recipe import PruneConfig, PruneRecipe
 from .quant.qat import QATConfig, QATRecipe
 from .training.distributed import init_distributed, shutdown_distributed
 
-__all__ = ["PHASES", "CompressConfig", "compress", "summary_table"]
-
-PHASES = ("float", "prune", "qat", "export")
+__all__ = ["CompressConfig", "compress", "summary_table"]
 
 
 @dataclasses.dataclass(frozen=True)

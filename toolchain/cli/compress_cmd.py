@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 HELP = "prune, quantize (learnable MSQE) and entropy-code a model; export and verify it"
 
@@ -38,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compress import CompressConfig, compress, summary_table
+    from ..compress import CompressConfig, compress
     from ..config import config_from_args
 
     config = config_from_args(CompressConfig, args)
@@ -53,6 +54,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, default=str))
         return 0
+    print_results(config, results)
+    return 0
+
+
+def print_results(config: Any, results: dict[str, Any]) -> None:
+    """The summary table, the exported files, verification failures and the report's path."""
+    from ..compress import summary_table
+
     print()
     print(summary_table(config, results))
     export = results["export"]
@@ -61,4 +70,3 @@ def run(args: argparse.Namespace) -> int:
     for failure in export["verify_failures"]:
         print(f"verify: {failure}")
     print(f"report: {results['report']}")
-    return 0

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compress import CompressConfig, compress, summary_table
+    from ..compress import CompressConfig, compress
+    from .compress_cmd import print_results
 
     config = CompressConfig(
         out_dir=args.out_dir,
@@ -44,9 +45,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     results = compress(config, progress=args.progress)
-    print()
-    print(summary_table(config, results))
-    for path, size in results["export"]["files"].items():
-        print(f"{path:<56} {size / 1024:9.1f} KiB")
-    print(f"report: {results['report']}")
+    if results:  # empty on a torchrun worker: the main process reports
+        print_results(config, results)
     return 0

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = runtime.load(args.model)
     kernels = model.kernels()
-    accounting = account(args.model) if model.sidecar is not None else None
+    accounting = account(model) if model.sidecar is not None else None
     summary: dict[str, Any] = {
         "model": str(model.path),
         "format": model.metadata.get("toolchain.format", "onnx"),

@@ -14,7 +14,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from runtime import ToolchainError
@@ -26,8 +25,8 @@ from ..training.checkpoint import save_checkpoint
 from ..training.distributed import DistEnv
 from ..training.loop import evaluate
 from ..training.optim import param_groups
-from ..training.penalty import coefficient_group, stability_cap
-from ..training.recipe import Recipe, register_recipe
+from ..training.penalty import coefficient_group
+from ..training.recipe import PenaltyRecipe, register_recipe
 from .masks import hard_prune
 from .regularizer import METHODS, PartialL2Regularizer
 from .selection import PROTECT_RULES, SCOPES, prunable_layers, weighted_layers
@@ -72,11 +71,12 @@ class PruneConfig(TrainConfig):
 
 
 @register_recipe("prune")
-class PruneRecipe(Recipe):
+class PruneRecipe(PenaltyRecipe):
     """Pruning phase (see the module docstring); ``float_weights=False`` skips loading the float checkpoint."""
 
     config: PruneConfig
     config_class = PruneConfig
+    log_names = ("beta", "partial_l2")
 
     def __init__(self, config: PruneConfig, float_weights: bool = True) -> None:
         super().__init__(config)
@@ -93,9 +93,7 @@ class PruneRecipe(Recipe):
             load_weights(model, c.float_checkpoint)
         model = model.to(env.device)
         self.layers = [m for _, m in prunable_layers(model, c.protected)]
-        self.regularizer = PartialL2Regularizer(self.layers, c.ratio, c.scope, c.lam_p, c.method).to(env.device)
-        self.regularizer.max_alpha = stability_cap(self.regularizer.count, c.optimizer, c.lr, c.momentum)
-        self.regularizer.clamp_alpha()
+        self.attach(PartialL2Regularizer(self.layers, c.ratio, c.scope, c.lam_p, c.method).to(env.device))
         self.bundle, self.device = bundle, env.device
         return model
 
@@ -104,31 +102,9 @@ class PruneRecipe(Recipe):
         groups = param_groups(model, self.config.weight_decay)
         return groups + coefficient_group(self.regularizer, self.config.optimizer, self.config.beta_lr)
 
-    def penalty(self, logged: bool) -> tuple[torch.Tensor | None, dict[str, float]]:
-        reg = self.regularizer
-        assert reg is not None
-        if reg.kind == "off" and not logged:
-            return None, {}
-        term, r = reg()
-        if not logged:
-            return term, {}
-        beta = reg.alpha.item()
-        return term, {"beta": beta, "coef": math.exp(beta), "partial_l2": float(r)}
-
-    def after_step(self) -> None:
-        assert self.regularizer is not None
-        self.regularizer.clamp_alpha()
-
     def eval_extras(self) -> dict[str, float]:
         assert self.regularizer is not None
         return {"pruned_energy": self.regularizer.pruned_energy(), "beta": self.regularizer.alpha.item()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"regularizer": self.regularizer.state_dict()} if self.regularizer is not None else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.regularizer is not None and "regularizer" in state:
-            self.regularizer.load_state_dict(state["regularizer"])
 
     def finish(self, out_dir: Path, model: nn.Module, records: list[dict[str, Any]]) -> dict[str, Any]:
         from ..reports.plots import plot_penalty

@@ -27,8 +27,8 @@ from ..data import DataBundle
 from ..modeling import build_model, load_weights
 from ..pruning.masks import Masks
 from ..training.distributed import DistEnv
-from ..training.penalty import coefficient_group, stability_cap
-from ..training.recipe import Recipe, register_recipe
+from ..training.penalty import coefficient_group
+from ..training.recipe import PenaltyRecipe, register_recipe
 from .config import QuantConfig
 from .prepare import calibrate, prepare_qat, weight_bits, weight_step
 from .regularizer import MODES, MSQERegularizer, quant_weight_layers
@@ -69,7 +69,7 @@ class QATConfig(QuantConfig, TrainConfig):
 
 
 @register_recipe("qat")
-class QATRecipe(Recipe):
+class QATRecipe(PenaltyRecipe):
     """Quant-aware training with the MSQE regularizer (see the module docstring).
 
     ``float_weights=False`` skips loading the float checkpoint (used when a QAT checkpoint's state follows).
@@ -77,6 +77,7 @@ class QATRecipe(Recipe):
 
     config: QATConfig
     config_class = QATConfig
+    log_names = ("alpha", "msqe")
 
     def __init__(self, config: QATConfig, float_weights: bool = True) -> None:
         super().__init__(config)
@@ -98,9 +99,7 @@ class QATRecipe(Recipe):
         # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
         batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
         calibrate(qat, (x.to(env.device) for x, _ in itertools.islice(batches, c.calib_batches)))
-        self.regularizer = MSQERegularizer(qat, c.lam, c.reg, c.step_grad).to(env.device)
-        self.regularizer.max_alpha = stability_cap(self.regularizer.count, c.optimizer, c.lr, c.momentum)
-        self.regularizer.clamp_alpha()
+        self.attach(MSQERegularizer(qat, c.lam, c.reg, c.step_grad).to(env.device))
         if c.keep_zeros and self.float_weights:
             self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])
         self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
@@ -121,21 +120,9 @@ class QATRecipe(Recipe):
         groups += coefficient_group(self.regularizer, self.config.optimizer, self.config.alpha_lr)
         return groups
 
-    def penalty(self, logged: bool) -> tuple[torch.Tensor | None, dict[str, float]]:
-        reg = self.regularizer
-        assert reg is not None
-        if reg.kind == "off" and not logged:
-            return None, {}
-        term, r = reg()
-        if not logged:
-            return term, {}
-        alpha = reg.alpha.item()
-        return term, {"alpha": alpha, "coef": math.exp(alpha), "msqe": float(r)}
-
     def after_step(self) -> None:
         self.masks.apply()
-        assert self.regularizer is not None
-        self.regularizer.clamp_alpha()
+        super().after_step()
 
     def eval_extras(self) -> dict[str, float]:
         assert self.regularizer is not None
@@ -144,13 +131,6 @@ class QATRecipe(Recipe):
             "near_level_share": self.regularizer.near_level_share(),
             "alpha": self.regularizer.alpha.item(),
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"regularizer": self.regularizer.state_dict()} if self.regularizer is not None else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.regularizer is not None and "regularizer" in state:
-            self.regularizer.load_state_dict(state["regularizer"])
 
     def finish(self, out_dir: Path, model: nn.Module, records: list[dict[str, Any]]) -> dict[str, Any]:
         from ..reports.plots import plot_convergence, plot_weight_histogram

@@ -8,6 +8,7 @@ Recipes register by name so that a checkpoint can say which recipe rebuilds it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..modeling import build_model
 from .distributed import DistEnv
 from .optim import param_groups
 
-__all__ = ["RECIPES", "Recipe", "register_recipe"]
+__all__ = ["RECIPES", "PenaltyRecipe", "Recipe", "register_recipe"]
 
 RECIPES: dict[str, type[Recipe]] = {}
 
@@ -72,3 +73,47 @@ class Recipe:
     def finish(self, out_dir: Path, model: nn.Module, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Called on the main process after the last epoch; returns facts added to the result."""
         return {}
+
+
+class PenaltyRecipe(Recipe):
+    """A recipe whose extra loss is one :class:`toolchain.training.penalty.LearnedPenalty` (MSQE, partial L2).
+
+    Subclasses set ``self.regularizer`` in ``build`` through :meth:`attach` and name the logged fields in
+    ``log_names``: (the log-coefficient, the measure). Logged per step: those two and ``coef = e^α``.
+    """
+
+    log_names: tuple[str, str] = ("alpha", "measure")
+    regularizer: Any = None
+
+    def attach(self, regularizer: Any) -> Any:
+        """Adopt ``regularizer`` with α capped at the optimizer's stability limit (see ``stability_cap``)."""
+        from .penalty import stability_cap
+
+        c = self.config
+        regularizer.max_alpha = stability_cap(regularizer.count, c.optimizer, c.lr, c.momentum)
+        regularizer.clamp_alpha()
+        self.regularizer = regularizer
+        return regularizer
+
+    def penalty(self, logged: bool) -> tuple[torch.Tensor | None, dict[str, float]]:
+        reg = self.regularizer
+        assert reg is not None
+        if reg.kind == "off" and not logged:
+            return None, {}
+        term, r = reg()
+        if not logged:
+            return term, {}
+        alpha = reg.alpha.item()
+        coefficient, measure = self.log_names
+        return term, {coefficient: alpha, "coef": math.exp(alpha), measure: float(r)}
+
+    def after_step(self) -> None:
+        assert self.regularizer is not None
+        self.regularizer.clamp_alpha()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"regularizer": self.regularizer.state_dict()} if self.regularizer is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.regularizer is not None and "regularizer" in state:
+            self.regularizer.load_state_dict(state["regularizer"])
