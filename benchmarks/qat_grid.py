@@ -2,7 +2,7 @@
 
 Each cell is one `toolchain qat` run (same data subset, epochs and seed across regularizers); results are appended
 to a JSON file as they finish, so an interrupted grid can be continued with the same command (finished cells are
-skipped). Prints a Markdown table at the end.
+skipped). Prints a Markdown table at the end; ``--report FILE ...`` prints the table of finished results only.
 
 Example (BENCHMARKS.md):
   python benchmarks/qat_grid.py --float runs/float/mbv2_w05_fmnist/last.pt --model mobilenet_v2_small \
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -30,8 +31,9 @@ def parse_bits(cell: str) -> tuple[int, int]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--float", required=True, dest="float_ckpt", help="float checkpoint every cell starts from")
-    p.add_argument("--model", required=True)
+    p.add_argument("--report", nargs="+", type=Path, help="only print the table of these results files, run nothing")
+    p.add_argument("--float", dest="float_ckpt", help="float checkpoint every cell starts from")
+    p.add_argument("--model")
     p.add_argument("--model-args", nargs="*", default=[])
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--bits", nargs="+", default=["W4A8"])
@@ -42,9 +44,15 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--out", required=True, help="folder for the runs")
-    p.add_argument("--json", required=True, help="results file (appended, resumable)")
+    p.add_argument("--out", help="folder for the runs")
+    p.add_argument("--json", help="results file (appended, resumable)")
     args = p.parse_args()
+    if args.report:
+        print(table([row for path in args.report for row in json.loads(path.read_text())]))
+        return 0
+    missing = [f"--{n.replace('_', '-')}" for n in ("float_ckpt", "model", "out", "json") if getattr(args, n) is None]
+    if missing:
+        p.error(f"a grid run needs {', '.join(missing).replace('--float-ckpt', '--float')}")
 
     results_path = Path(args.json)
     results = json.loads(results_path.read_text()) if results_path.exists() else []
@@ -120,21 +128,40 @@ def main() -> int:
 
 
 def table(results: list[dict]) -> str:
-    regs = sorted({r["reg"] for r in results}, key=["none", "fixed", "msqe"].index)
-    lines = ["| bits | " + " | ".join(f"{r} top-1 %" for r in regs) + " |", "|---" * (len(regs) + 1) + "|"]
-    for cell in dict.fromkeys(r["bits"] for r in results):
+    """Markdown table, one row per (model, bits, λ, epochs), one column per regularizer.
+
+    Each cell is ``mean ± sd (n)`` of top-1 over the seeds (sample standard deviation, n − 1), then the mean share
+    of weights within δ/10 of their level; a last column gives learnable MSQE minus plain QAT, mean over seeds.
+    """
+    regs = [r for r in ("none", "fixed", "msqe") if any(row["reg"] == r for row in results)]
+    columns = ["model", "bits", "λ", "epochs", *(f"{r}: top-1 % / near level" for r in regs), "msqe − none"]
+    header = "| " + " | ".join(columns) + " |"
+    lines = [header, "|---" * len(columns) + "|"]
+    # `none` has no λ: its cells join every λ row of the same (model, bits, epochs), or stand alone without one
+    penalised = dict.fromkeys((r["model"], r["bits"], r["epochs"], r["lam"]) for r in results if r["reg"] != "none")
+    plain = dict.fromkeys((r["model"], r["bits"], r["epochs"], None) for r in results if r["reg"] == "none")
+    keys = list(penalised) + [k for k in plain if not any(p[:3] == k[:3] for p in penalised)]
+    for model, bits, epochs, lam in keys:
+        means: dict[str, float] = {}
         row = []
         for reg in regs:
-            vals = [r["top1"] for r in results if r["bits"] == cell and r["reg"] == reg]
-            if not vals:
+            cells = [
+                r
+                for r in results
+                if (r["model"], r["bits"], r["epochs"], r["reg"]) == (model, bits, epochs, reg)
+                and (reg == "none" or r["lam"] == lam)
+            ]
+            if not cells:
                 row.append("–")
-            elif len(vals) == 1:
-                row.append(f"{vals[0]:.2f}")
-            else:
-                mean = sum(vals) / len(vals)
-                spread = (max(vals) - min(vals)) / 2
-                row.append(f"{mean:.2f} ± {spread:.2f} (n={len(vals)})")
-        lines.append(f"| {cell} | " + " | ".join(row) + " |")
+                continue
+            top1 = [r["top1"] for r in cells]
+            means[reg] = statistics.fmean(top1)
+            near = statistics.fmean(r["near_level_share"] for r in cells)
+            sd = f" ± {statistics.stdev(top1):.2f}" if len(top1) > 1 else ""
+            row.append(f"{means[reg]:.2f}{sd} ({len(top1)}) / {100 * near:.0f} %")
+        gap = f"{means['msqe'] - means['none']:+.2f}" if {"msqe", "none"} <= means.keys() else "–"
+        lam_text = "–" if lam is None else f"{lam:g}"
+        lines.append(f"| {model} | {bits} | {lam_text} | {epochs} | " + " | ".join(row) + f" | {gap} |")
     return "\n".join(lines)
 
 
