@@ -7,8 +7,11 @@ over the whole test images (chelsea, coffee, camera, coins), with a border crop 
 the anti-aliased bicubic downscale followed by PyTorch's bicubic upscale. Results are appended, one JSON line per
 cell, so that an interrupted grid resumes where it stopped.
 
-  PYTHONPATH=. OMP_NUM_THREADS=2 .venv/bin/python benchmarks/sr_grid.py --out runs/sr_grid \\
-      --results benchmarks/results/sr_grid.jsonl
+  PYTHONPATH=. OMP_NUM_THREADS=2 .venv/bin/python benchmarks/sr_grid.py --scales 3 --float-epochs 240 \\
+      --out runs/sr_grid_x3 --results benchmarks/results/sr_grid_x3_long.jsonl
+
+The first grid (12 training photos, 60 float epochs, ×3 and ×2) is ``--train-photos 12 --out runs/sr_grid
+--results benchmarks/results/sr_grid.jsonl``.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ def main() -> int:
     p.add_argument("--float-epochs", type=int, default=60)
     p.add_argument("--srcnn-epochs", type=int, default=20, help="SRCNN works at HR size: ~10x slower per epoch")
     p.add_argument("--qat-epochs", type=int, default=5)
+    p.add_argument(
+        "--train-photos", type=int, default=None, help="train on the first N photos of the split (12: the first grid)"
+    )
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--out", type=Path, default=Path("runs/sr_grid"))
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/sr_grid.jsonl"))
@@ -81,7 +87,12 @@ def main() -> int:
             record({"model": "bicubic", "scale": scale, "variant": "bicubic", "torch": bicubic(scale), "wall_s": 0})
         for model in args.models:
             common = dict(
-                model=model, data="sr-photos", data_args={"scale": scale}, optimizer="adamw", weight_decay=0.0
+                model=model,
+                data="sr-photos",
+                data_args={"scale": scale},
+                subset=args.train_photos,
+                optimizer="adamw",
+                weight_decay=0.0,
             )
             float_dir = args.out / f"{model}_x{scale}" / "float"
             if (model, scale, "float") not in done:

@@ -36,8 +36,12 @@ SKIMAGE_TRAIN = (
     "clock",
     "page",
     "text",
+    "motorcycle_left",
+    "motorcycle_right",
 )
 SKIMAGE_TEST = ("chelsea", "coffee", "camera", "coins")
+# photos that are not a function of their own in skimage.data: the two views of the stereo pair
+_STEREO = {"motorcycle_left": 0, "motorcycle_right": 1}
 SCALES = (2, 3, 4)
 
 
@@ -150,15 +154,21 @@ def _bundle(
     )
 
 
+def _photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    if name in _STEREO:
+        return skimage.data.stereo_motorcycle()[_STEREO[name]]
+    return getattr(skimage.data, name)()
+
+
 @register_dataset("sr-photos", "scikit-image's bundled photos as Y-channel SR data (fixed train/test split)")
 def load_skimage_photos(
     data_dir: str | None = None, subset: int | None = None, scale: int = 3, patch: int = 48
 ) -> DataBundle:
-    import skimage.data
-
     _check_scale(scale)
-    train = [rgb_to_y(getattr(skimage.data, n)()) for n in SKIMAGE_TRAIN[:subset]]
-    test = [rgb_to_y(getattr(skimage.data, n)()) for n in SKIMAGE_TEST]
+    train = [rgb_to_y(_photo(n)) for n in SKIMAGE_TRAIN[:subset]]
+    test = [rgb_to_y(_photo(n)) for n in SKIMAGE_TEST]
     return _bundle("sr-photos", train, test, list(SKIMAGE_TEST), scale, patch)
 
 
