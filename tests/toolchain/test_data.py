@@ -145,6 +145,16 @@ def test_sr_photos(scale: int) -> None:
     assert hr.min() >= 16 / 255 - 1e-6 and hr.max() <= 235 / 255 + 1e-6  # BT.601 Y range
 
 
+def test_sr_photos_split() -> None:
+    """The embedded split: train and test photos are disjoint, and both views of the stereo pair load as photos."""
+    from toolchain.data.super_resolution import SKIMAGE_TEST, SKIMAGE_TRAIN, _photo
+
+    assert not set(SKIMAGE_TRAIN) & set(SKIMAGE_TEST)
+    left, right = _photo("motorcycle_left"), _photo("motorcycle_right")
+    assert left.shape == right.shape and left.ndim == 3 and left.dtype == np.uint8
+    assert not np.array_equal(left, right)
+
+
 def test_sr_folder_layout(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     for split in ("train", "test"):
