@@ -71,7 +71,11 @@ def main() -> int:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--out", type=Path, default=Path("runs/sr_grid"))
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/sr_grid.jsonl"))
+    p.add_argument("--report", action="store_true", help="only print the tables of --results, run nothing")
     args = p.parse_args()
+    if args.report:
+        print(table([json.loads(line) for line in args.results.read_text().splitlines()]))
+        return 0
 
     done = set()
     if args.results.exists():
@@ -169,6 +173,39 @@ def main() -> int:
                     }
                 )
     return 0
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown, one table per scale: onnxruntime's PSNR / SSIM of each quantized variant and its drop from float,
+    float against bicubic, and the largest |onnxruntime − PyTorch QAT| PSNR gap over the variants."""
+    cell = {(r["model"], r["scale"], r["variant"]): r for r in rows}
+    out = []
+    for scale in dict.fromkeys(r["scale"] for r in rows):
+        bic = cell[("bicubic", scale, "bicubic")]["torch"]
+        out += [
+            f"**×{scale}** (bicubic: {bic['psnr']:.2f} dB / SSIM {bic['ssim']:.4f})",
+            "",
+            "| network | float | float − bicubic | " + " | ".join(VARIANTS) + " | onnxruntime − PyTorch QAT |",
+            "|---" * (len(VARIANTS) + 4) + "|",
+        ]
+        for model in dict.fromkeys(r["model"] for r in rows if r["scale"] == scale and r["model"] != "bicubic"):
+            flt = cell.get((model, scale, "float"), {}).get("torch")
+            if flt is None:
+                continue
+            row = [f"{flt['psnr']:.2f} / {flt['ssim']:.4f}", f"{flt['psnr'] - bic['psnr']:+.2f} dB"]
+            gaps = []
+            for variant in VARIANTS:
+                r = cell.get((model, scale, variant))
+                if r is None:
+                    row.append("–")
+                    continue
+                ort = r["onnxruntime"]
+                row.append(f"{ort['psnr']:.2f} / {ort['ssim']:.4f} ({ort['psnr'] - flt['psnr']:+.2f})")
+                gaps.append(abs(ort["psnr"] - r["qat_eval"]["psnr"]))
+            row.append(f"≤ {max(gaps):.4f} dB" if gaps else "–")
+            out.append(f"| {model} | " + " | ".join(row) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def _pick(metrics: dict) -> dict:
