@@ -34,6 +34,7 @@ VARIANTS = {
     "W8A8_msqe": (8, "msqe", 3e-6),
     "W4A8_msqe": (4, "msqe", 1e-3),
 }
+LABELS = {"W8A8_none": "W8A8 plain QAT", "W8A8_msqe": "W8A8 learnable MSQE", "W4A8_msqe": "W4A8 learnable MSQE"}
 
 
 def bicubic(scale: int) -> dict[str, float]:
@@ -182,11 +183,12 @@ def table(rows: list[dict]) -> str:
     out = []
     for scale in dict.fromkeys(r["scale"] for r in rows):
         bic = cell[("bicubic", scale, "bicubic")]["torch"]
+        columns = ["network", "float", "float − bicubic", *(LABELS[v] for v in VARIANTS), "onnxruntime − PyTorch QAT"]
         out += [
             f"**×{scale}** (bicubic: {bic['psnr']:.2f} dB / SSIM {bic['ssim']:.4f})",
             "",
-            "| network | float | float − bicubic | " + " | ".join(VARIANTS) + " | onnxruntime − PyTorch QAT |",
-            "|---" * (len(VARIANTS) + 4) + "|",
+            "| " + " | ".join(columns) + " |",
+            "|---" * len(columns) + "|",
         ]
         for model in dict.fromkeys(r["model"] for r in rows if r["scale"] == scale and r["model"] != "bicubic"):
             flt = cell.get((model, scale, "float"), {}).get("torch")
