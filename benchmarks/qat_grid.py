@@ -50,9 +50,10 @@ def main() -> int:
     if args.report:
         print(table([row for path in args.report for row in json.loads(path.read_text())]))
         return 0
-    missing = [f"--{n.replace('_', '-')}" for n in ("float_ckpt", "model", "out", "json") if getattr(args, n) is None]
+    required = {"float_ckpt": "--float", "model": "--model", "out": "--out", "json": "--json"}
+    missing = [flag for dest, flag in required.items() if getattr(args, dest) is None]
     if missing:
-        p.error(f"a grid run needs {', '.join(missing).replace('--float-ckpt', '--float')}")
+        p.error(f"a grid run needs {', '.join(missing)}")
 
     results_path = Path(args.json)
     results = json.loads(results_path.read_text()) if results_path.exists() else []
@@ -135,8 +136,7 @@ def table(results: list[dict]) -> str:
     """
     regs = [r for r in ("none", "fixed", "msqe") if any(row["reg"] == r for row in results)]
     columns = ["model", "bits", "λ", "epochs", *(f"{r}: top-1 % / near level" for r in regs), "msqe − none"]
-    header = "| " + " | ".join(columns) + " |"
-    lines = [header, "|---" * len(columns) + "|"]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     # `none` has no λ: its cells join every λ row of the same (model, bits, epochs), or stand alone without one
     penalised = dict.fromkeys((r["model"], r["bits"], r["epochs"], r["lam"]) for r in results if r["reg"] != "none")
     plain = dict.fromkeys((r["model"], r["bits"], r["epochs"], None) for r in results if r["reg"] == "none")

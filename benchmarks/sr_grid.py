@@ -75,6 +75,8 @@ def main() -> int:
     p.add_argument("--report", action="store_true", help="only print the tables of --results, run nothing")
     args = p.parse_args()
     if args.report:
+        if not args.results.exists():
+            p.error(f"--report: {args.results} does not exist")
         print(table([json.loads(line) for line in args.results.read_text().splitlines()]))
         return 0
 
