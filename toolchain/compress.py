@@ -169,8 +169,9 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
 
     def export() -> dict[str, Any]:
         codecs = tuple(c.strip() for c in config.codecs.split(",") if c.strip()) or None
-        summary = export_checkpoint(qat_ckpt, out / "export", codecs=codecs)
-        report = verify(exported, qat=qat_ckpt, progress=progress)
+        # the checkpoints are this run's own, built from the factory the user named
+        summary = export_checkpoint(qat_ckpt, out / "export", codecs=codecs, trusted_model=config.model)
+        report = verify(exported, qat=qat_ckpt, progress=progress, trusted_model=config.model)
         float_model, bundle = _float_model(config, prune_cfg.float_checkpoint)
         x = next(iter(bundle.test.batches(32)))[0]
         float_onnx = export_float(float_model, x[:1], out / "export" / "float.onnx")

@@ -25,10 +25,12 @@ def export_checkpoint(
     data_dir: str | None = None,
     check_batch: int = 64,
     codecs: tuple[str, ...] | None = None,
+    trusted_model: str | None = None,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` (a ``qat`` checkpoint) into ``out`` (default: its folder/export); returns a summary:
     ``files`` (path → bytes), ``weights``, ``agreement``, ``agreement_with_qat``, ``integer_kernels``,
-    ``float_kernels`` and the :class:`exporters.ExportResult` under ``result``."""
+    ``float_kernels`` and the :class:`exporters.ExportResult` under ``result``. ``trusted_model``: the user's
+    factory that the checkpoint may name (see :func:`toolchain.training.restore.restore`)."""
     import onnxruntime as ort
     import torch
     import torch.fx as fx
@@ -45,7 +47,7 @@ def export_checkpoint(
         raise ToolchainError(f"--check-batch must be at least 1, got {check_batch}")
     if not name or "/" in name or name.startswith("."):
         raise ToolchainError(f"--name must be a plain file name stem, got {name!r}")
-    restored = restore(checkpoint, data_dir=data_dir)
+    restored = restore(checkpoint, trusted_model=trusted_model, data_dir=data_dir)
     if restored.recipe != "qat":
         raise ToolchainError(
             f"{checkpoint} is a {restored.recipe} checkpoint; quantize it first with "

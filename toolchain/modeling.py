@@ -16,7 +16,7 @@ from runtime import ToolchainError
 
 from .data import DataBundle
 
-__all__ = ["build_model", "load_weights"]
+__all__ = ["build_model", "is_user_factory", "load_weights"]
 
 
 def build_model(name: str, bundle: DataBundle, model_args: dict[str, Any] | None = None) -> nn.Module:
@@ -32,7 +32,7 @@ def build_model(name: str, bundle: DataBundle, model_args: dict[str, Any] | None
         "input_size": bundle.input_size,
         "scale": bundle.scale,
     }
-    if ":" in name:
+    if is_user_factory(name):
         return _user_model(name, facts, model_args or {})
     try:
         spec = get_model_spec(name)
@@ -45,6 +45,11 @@ def build_model(name: str, bundle: DataBundle, model_args: dict[str, Any] | None
         return create_model(name, **{**kwargs, **(model_args or {})})
     except TypeError as e:
         raise ToolchainError(f"cannot build {name!r} with arguments {model_args}: {e}") from None
+
+
+def is_user_factory(name: str) -> bool:
+    """``package.module:function`` (code the user brings) rather than a registry name."""
+    return ":" in name
 
 
 def _user_model(name: str, facts: dict[str, Any], model_args: dict[str, Any]) -> nn.Module:

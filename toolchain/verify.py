@@ -98,9 +98,10 @@ def verify(
     batch_size: int = 256,
     thresholds: Thresholds = Thresholds(),
     progress: bool = True,
+    trusted_model: str | None = None,
 ) -> Report:
     model = runtime.load(model_path, device, allow_fallback=allow_fallback)
-    restored = restore(qat, data=data, data_dir=data_dir) if qat else None
+    restored = restore(qat, trusted_model=trusted_model, data=data, data_dir=data_dir) if qat else None
     bundle = restored.bundle if restored else _bundle_for(model, data, data_dir)
     report = Report(str(model_path), bundle.name, bundle.task, providers=model.providers)
     key = "top1" if bundle.task == "classification" else "psnr"
@@ -112,7 +113,7 @@ def verify(
             report.failures.append(f"{key} drops {drop:.3f} against the QAT model (allowed {thresholds.max_drop})")
         _agreement(report, model, restored, bundle, thresholds)
     if float_checkpoint:
-        restored_float = restore(float_checkpoint, data=bundle.name, data_dir=data_dir)
+        restored_float = restore(float_checkpoint, trusted_model=trusted_model, data=bundle.name, data_dir=data_dir)
         report.metrics["float"] = evaluate(restored_float.model, bundle.test, bundle.task, "cpu", batch_size, progress)
     return report
 

@@ -16,12 +16,14 @@ from pathlib import Path
 
 from runtime import ToolchainError
 
+from .options import add_trusted_model
+
 HELP = "top-1/top-5 (or PSNR) of a checkpoint on a data set; table or --json"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="?", type=Path, help="toolchain checkpoint (last.pt)")
-    p.add_argument("--model", help="registry model name (with --weights)")
+    add_trusted_model(p, "registry model name or package.module:function (with --weights); with a checkpoint: ")
     p.add_argument("--weights", type=Path, help="plain state dict or checkpoint to load into --model")
     p.add_argument("--data", help="data set name (default: the checkpoint's)")
     p.add_argument("--data-dir", help="data set folder (default: the checkpoint's)")
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.restore import restore
 
     if args.checkpoint is not None:
-        restored = restore(args.checkpoint, data=args.data, data_dir=args.data_dir)
+        restored = restore(args.checkpoint, trusted_model=args.model, data=args.data, data_dir=args.data_dir)
         config, bundle, model = restored.config, restored.bundle, restored.model
     elif args.model and args.weights:
         config = TrainConfig(model=args.model, data=args.data or "digits", data_dir=args.data_dir)

@@ -21,6 +21,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .options import add_trusted_model
+
 HELP = "export a quantized checkpoint to QDQ ONNX (standalone + sidecar) and check it in onnxruntime"
 
 
@@ -35,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--codecs",
         help="comma-separated weight codecs the sidecar may use (default: all; see docs/sidecar.md), e.g. huffman",
     )
+    add_trusted_model(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
 
 
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         check_batch=args.check_batch,
         codecs=tuple(c.strip() for c in args.codecs.split(",")) if args.codecs else None,
+        trusted_model=args.model,
     )
     agreement, with_qat = summary["agreement"], summary["agreement_with_qat"]
     if args.json:

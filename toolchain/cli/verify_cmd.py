@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_trusted_model
+
 HELP = "accuracy and agreement of an exported model in onnxruntime vs PyTorch; non-zero exit on a missed threshold"
 
 
@@ -36,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.999,
         help="required share of outputs within ±1 step of the PyTorch model of the export (default: 0.999)",
     )
+    add_trusted_model(p, "with --qat/--float: ")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         thresholds=Thresholds(args.max_drop, args.min_within_one),
         progress=not args.json,
+        trusted_model=args.model,
     )
     if args.json:
         print(report.to_json())

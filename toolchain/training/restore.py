@@ -3,6 +3,12 @@
 A checkpoint records its recipe ("float", "qat", ...) and frozen config; the recipe rebuilds the module (e.g.
 ``prepare_qat`` for quant-aware models) and the saved state is loaded into it. Commands that consume trained
 models (eval, export, verify) share this one path.
+
+Checkpoints are files people share, so nothing in one may choose code to import. A registry model name is safe (it
+only picks an entry of :mod:`models`); a user's factory ``package.module:function`` would import and call code named
+by the file (``os:system`` with ``model_args = {command = ...}`` runs a shell command). Such a checkpoint is rebuilt
+only when the caller names the same factory itself (``trusted_model``, the CLI's ``--model``), the way
+``trust_remote_code`` works elsewhere.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data import DataBundle
-from .checkpoint import load_checkpoint
+from ..modeling import is_user_factory
+from .checkpoint import CheckpointError, load_checkpoint
 from .distributed import DistEnv
 from .loop import load_bundle
 from .recipe import RECIPES
 
-__all__ = ["Restored", "restore"]
+__all__ = ["Restored", "check_model_trusted", "restore"]
 
 
 @dataclass
@@ -32,11 +39,13 @@ class Restored:
     bundle: DataBundle
 
 
-def restore(path: str | Path, **data_overrides: Any) -> Restored:
+def restore(path: str | Path, *, trusted_model: str | None = None, **data_overrides: Any) -> Restored:
     """The checkpoint's model (on CPU, eval mode), config, recipe name and data bundle.
 
     ``data_overrides`` (``data``, ``data_dir``) replace the checkpoint's data set when given (not ``None``); the
-    training subset is dropped so that evaluation sees the whole test split.
+    training subset is dropped so that evaluation sees the whole test split. A checkpoint that names a user's model
+    factory (``module:function``) is refused unless ``trusted_model`` names the same factory (see the module
+    docstring).
     """
     from ..pruning import recipe  # noqa: F401 - registers the "prune" recipe
     from ..quant import qat  # noqa: F401 - registers the "qat" recipe
@@ -45,9 +54,20 @@ def restore(path: str | Path, **data_overrides: Any) -> Restored:
     name = ckpt.get("recipe", "float")
     recipe_cls = RECIPES[name]
     config = recipe_cls.config_class.from_dict(ckpt["config"])
+    check_model_trusted(config.model, trusted_model, path)
     changes = {k: v for k, v in data_overrides.items() if v is not None}
     config = config.replace(**changes, subset=None)
     bundle = load_bundle(config)
     model = recipe_cls(config, float_weights=False).build(bundle, DistEnv(0, 1, 0, torch.device("cpu")))
     model.load_state_dict(ckpt["model"])
     return Restored(model.eval(), config, name, bundle)
+
+
+def check_model_trusted(model: str, trusted_model: str | None, source: str | Path) -> None:
+    """Refuse a ``module:function`` model named by a file (``source``) unless the caller named it too."""
+    if is_user_factory(model) and model != trusted_model:
+        raise CheckpointError(
+            f"{source} names the model factory {model!r}, which would import and run code from that module; "
+            f"checkpoints never import code on their own. If it is your code and you trust the file, pass "
+            f"--model {model}"
+        )
