@@ -67,8 +67,17 @@ class CompressConfig(PruneConfig, QATConfig):
         """The configuration of one training phase, projected from this one."""
         out = Path(self.out_dir)
         start = str(out / "float" / "last.pt") if self.trains_float else self.float_checkpoint
+        teacher = self.teacher or start if self.distill else None  # the float model, before pruning, teaches both
         if name == "float":
-            return _project(self, TrainConfig, epochs=self.float_epochs, lr=self.float_lr, out_dir=str(out / "float"))
+            return _project(
+                self,
+                TrainConfig,
+                epochs=self.float_epochs,
+                lr=self.float_lr,
+                out_dir=str(out / "float"),
+                distill=0.0,  # the float model is the teacher
+                teacher=None,
+            )
         if name == "prune":
             return _project(
                 self,
@@ -76,11 +85,16 @@ class CompressConfig(PruneConfig, QATConfig):
                 epochs=self.prune_epochs,
                 lr=self.prune_lr,
                 float_checkpoint=start,
+                teacher=teacher,
                 out_dir=str(out / "prune"),
             )
         if name == "qat":
             return _project(
-                self, QATConfig, float_checkpoint=str(out / "prune" / "pruned.pt"), out_dir=str(out / "qat")
+                self,
+                QATConfig,
+                float_checkpoint=str(out / "prune" / "pruned.pt"),
+                teacher=teacher,
+                out_dir=str(out / "qat"),
             )
         raise ValueError(f"no training phase {name!r}")
 
@@ -171,7 +185,13 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
         codecs = tuple(c.strip() for c in config.codecs.split(",") if c.strip()) or None
         # the checkpoints are this run's own, built from the factory the user named
         summary = export_checkpoint(qat_ckpt, out / "export", codecs=codecs, trusted_model=config.model)
-        report = verify(exported, qat=qat_ckpt, progress=progress, trusted_model=config.model)
+        report = verify(
+            exported,
+            qat=qat_ckpt,
+            float_checkpoint=prune_cfg.float_checkpoint,
+            progress=progress,
+            trusted_model=config.model,
+        )
         float_model, bundle = _float_model(config, prune_cfg.float_checkpoint)
         x = next(iter(bundle.test.batches(32)))[0]
         float_onnx = export_float(float_model, x[:1], out / "export" / "float.onnx")
@@ -181,6 +201,7 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
             "integer_kernels": summary["integer_kernels"],
             "float_kernels": summary["float_kernels"],
             "onnxruntime": report.metrics["onnxruntime"],
+            "float_agreement": report.float_agreement,
             "verify_failures": report.failures,
             "accounting": account(exported).to_dict(),
         }

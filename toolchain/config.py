@@ -203,6 +203,18 @@ class TrainConfig(Config):
     weight_decay: float = opt(5e-4, "weight decay on weights (never on biases or batch-norm parameters)")
     warmup_epochs: float = opt(0.0, "linear warm-up length in epochs before the cosine decay")
     label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
+    distill: float = opt(
+        0.0,
+        "weight w of distillation from a frozen float teacher: loss = (1−w)·task + w·T²·KL(teacher ‖ student); "
+        "1 trains on the teacher's outputs alone and needs no labels",
+    )
+    temperature: float = opt(1.0, "distillation temperature T (softens both softmaxes)")
+    teacher: str | None = opt(
+        None, "teacher weights for --distill (state dict or checkpoint of --model); default: --float-checkpoint"
+    )
+    freeze_bn: bool = opt(
+        False, "keep batch-norm running statistics fixed while training (fine-tuning on a few hundred images)"
+    )
     augment: bool = opt(True, "training augmentation (random crop + flip for images)")
     seed: int = opt(0, "random seed: same seed, same data order, same result")
     device: str = opt("auto", "compute device", choices=("auto", "cpu", "cuda"))
@@ -229,6 +241,9 @@ class TrainConfig(Config):
         w = self.warmup_epochs
         self._check(w >= 0 and (w == 0 or w < self.epochs), "warmup_epochs must be in [0, epochs)")
         self._check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        self._check(0 <= self.distill <= 1, f"distill must be in [0, 1], got {self.distill}")
+        t = self.temperature
+        self._check(t > 0 and math.isfinite(t), f"temperature must be a positive number, got {t}")
         self._check(self.subset is None or self.subset >= 1, "subset must be a positive sample count")
         self._check(self.save_every >= 0 and self.log_every >= 1, "save_every must be ≥ 0 and log_every ≥ 1")
         self._check(self.num_workers >= 0, "num_workers must be ≥ 0")

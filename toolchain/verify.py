@@ -3,7 +3,10 @@
 What it measures, on the test split of the model's data set (or ``data``):
 
 * the task metrics (top-1/top-5, or PSNR on Y) of the exported model run by ``runtime.load``, and of the
-  quant-aware and float PyTorch models when their checkpoints are given;
+  quant-aware and float PyTorch models when their checkpoints are given (the float model may also be a plain state
+  dict of the exported model's architecture, such as torchvision's ImageNet weights);
+* for classifiers with a float model: top-1 agreement of the exported model with it, image by image, and the
+  logit SQNR ``10·log10(Σ f² / Σ (f − q)²)``; neither needs labels;
 * agreement in output quantization steps between onnxruntime and the PyTorch model of the export (batch norm
   folded, int32 bias: :func:`exporters.reference.folded_model`) and the quant-aware model: largest difference and
   share within ±1 step;
@@ -30,12 +33,15 @@ from runtime import ToolchainError
 from runtime.session import META_CONFIG
 
 from .agreement import compare, output_step
+from .config import TrainConfig
 from .data import DataBundle
+from .modeling import build_model, load_weights
 from .training import evaluate, load_bundle
+from .training.checkpoint import ForeignCheckpointError
 from .training.recipe import RECIPES
-from .training.restore import Restored, restore
+from .training.restore import Restored, check_model_trusted, restore
 
-__all__ = ["Report", "Thresholds", "localise", "verify"]
+__all__ = ["Report", "Thresholds", "float_agreement", "localise", "verify"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Report:
     task: str
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # "onnxruntime" / "qat" / "float"
     agreement: dict[str, dict[str, Any]] = field(default_factory=dict)  # "export_reference" / "qat"
+    float_agreement: dict[str, float] = field(default_factory=dict)  # top1_agreement, logit_sqnr_db, n
     divergence: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     providers: list[str] = field(default_factory=list)
@@ -74,8 +81,8 @@ class _Session(nn.Module):
         return torch.from_numpy(self.model.run(x.float().numpy())[0])
 
 
-def _bundle_for(model: runtime.Model, data: str | None, data_dir: str | None) -> DataBundle:
-    """The data set recorded at export (``toolchain.config``), unless ``data``/``data_dir`` override it."""
+def _recorded_config(model: runtime.Model, data: str | None, data_dir: str | None) -> TrainConfig:
+    """The configuration recorded at export (``toolchain.config``), ``data``/``data_dir`` overriding its data set."""
     meta = json.loads(model.metadata.get(META_CONFIG, "{}"))
     saved = meta.get("checkpoint_config")
     if saved is None and data is None:
@@ -83,7 +90,31 @@ def _bundle_for(model: runtime.Model, data: str | None, data_dir: str | None) ->
     config_cls = RECIPES[meta.get("recipe", "float")].config_class
     config = config_cls.from_dict(saved) if saved else config_cls(data=str(data))
     config = config.replace(**{k: v for k, v in {"data": data, "data_dir": data_dir}.items() if v is not None})
-    return load_bundle(config.replace(subset=None))
+    return config.replace(subset=None)
+
+
+def _float_model(
+    path: str | Path, config: TrainConfig, bundle: DataBundle, trusted_model: str | None, source: str | Path
+) -> nn.Module:
+    """A float toolchain checkpoint, or plain weights of ``config.model`` (the exported model's architecture)."""
+    try:
+        return restore(path, trusted_model=trusted_model, data=config.data, data_dir=config.data_dir).model
+    except ForeignCheckpointError:
+        check_model_trusted(config.model, trusted_model, source)
+        return load_weights(build_model(config.model, bundle, config.model_args), path).eval()
+
+
+def float_agreement(float_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+    """Top-1 agreement (share of samples whose argmax matches) and logit SQNR in dB of ``logits`` against the
+    float model's, sample by sample."""
+    f, q = float_logits.double(), logits.double()
+    noise = float(((f - q) ** 2).sum())
+    sqnr = 10 * np.log10(float((f**2).sum()) / noise) if noise > 0 else float("inf")
+    return {
+        "top1_agreement": float((f.argmax(1) == q.argmax(1)).double().mean()),
+        "logit_sqnr_db": float(sqnr),
+        "n": len(f),
+    }
 
 
 def verify(
@@ -102,10 +133,14 @@ def verify(
 ) -> Report:
     model = runtime.load(model_path, device, allow_fallback=allow_fallback)
     restored = restore(qat, trusted_model=trusted_model, data=data, data_dir=data_dir) if qat else None
-    bundle = restored.bundle if restored else _bundle_for(model, data, data_dir)
+    config = restored.config if restored else _recorded_config(model, data, data_dir)
+    bundle = restored.bundle if restored else load_bundle(config)
     report = Report(str(model_path), bundle.name, bundle.task, providers=model.providers)
     key = "top1" if bundle.task == "classification" else "psnr"
-    report.metrics["onnxruntime"] = evaluate(_Session(model), bundle.test, bundle.task, "cpu", batch_size, progress)
+    logits: list[torch.Tensor] = []
+    report.metrics["onnxruntime"] = evaluate(
+        _Session(model), bundle.test, bundle.task, "cpu", batch_size, progress, outputs=logits
+    )
     if restored is not None:
         report.metrics["qat"] = evaluate(restored.model, bundle.test, bundle.task, "cpu", batch_size, progress)
         drop = report.metrics["qat"].get(key, 0.0) - report.metrics["onnxruntime"].get(key, 0.0)  # 0: unlabelled
@@ -113,8 +148,13 @@ def verify(
             report.failures.append(f"{key} drops {drop:.3f} against the QAT model (allowed {thresholds.max_drop})")
         _agreement(report, model, restored, bundle, thresholds)
     if float_checkpoint:
-        restored_float = restore(float_checkpoint, trusted_model=trusted_model, data=bundle.name, data_dir=data_dir)
-        report.metrics["float"] = evaluate(restored_float.model, bundle.test, bundle.task, "cpu", batch_size, progress)
+        float_model = _float_model(float_checkpoint, config, bundle, trusted_model, qat or model_path)
+        float_logits: list[torch.Tensor] = []
+        report.metrics["float"] = evaluate(
+            float_model, bundle.test, bundle.task, "cpu", batch_size, progress, outputs=float_logits
+        )
+        if bundle.task == "classification":
+            report.float_agreement = float_agreement(torch.cat(float_logits), torch.cat(logits))
     return report
 
 

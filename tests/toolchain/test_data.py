@@ -121,6 +121,58 @@ def test_image_folder_errors(tmp_path: Path) -> None:
         load_dataset("image-folder", str(tmp_path / "empty"))
 
 
+def _save(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (36, 44, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def test_class_list_gives_the_indices_and_splits_may_differ(tmp_path: Path) -> None:
+    """ImageNet-style: classes.txt at the root lists every class in index order; train/ and val/ hold subsets."""
+    classes = ["n00", "n01", "n02", "n03", "n04"]
+    (tmp_path / "classes.txt").write_text("".join(f"{c} name of {c}\n" for c in classes))
+    for split, held in (("train", ("n00", "n01", "n04")), ("val", ("n02",))):
+        for c in held:
+            _save(tmp_path / split / c / "a.png", classes.index(c))
+    b = load_dataset(str(tmp_path), image_size=16)
+    assert b.num_classes == 5 and b.class_names[3] == "name of n03"
+    assert sorted(torch.cat([y for _, y in b.train.batches(8)]).tolist()) == [0, 1, 4]
+    assert torch.cat([y for _, y in b.test.batches(8)]).tolist() == [2]
+    # without the list, the sorted folder names would number val's only class 0 and refuse the differing splits
+    (tmp_path / "classes.txt").rename(tmp_path / "other.txt")
+    with pytest.raises(DataError, match="class list"):
+        load_dataset(str(tmp_path), image_size=16)
+    explicit = load_dataset("image-folder", str(tmp_path), image_size=16, classes=str(tmp_path / "other.txt"))
+    assert torch.cat([y for _, y in explicit.test.batches(8)]).tolist() == [2]
+
+
+def test_class_list_errors(tmp_path: Path) -> None:
+    _save(tmp_path / "train" / "stray" / "a.png", 0)
+    (tmp_path / "classes.txt").write_text("n00\nn01\n")
+    with pytest.raises(DataError, match="not in the class list: stray"):
+        load_dataset(str(tmp_path))
+    (tmp_path / "classes.txt").write_text("n00\nn00\n")
+    with pytest.raises(DataError, match="twice"):
+        load_dataset(str(tmp_path))
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset("image-folder", str(tmp_path), classes=str(tmp_path / "missing.txt"))
+
+
+def test_unlabelled_folder_finds_images_anywhere(tmp_path: Path) -> None:
+    for i, rel in enumerate(("a.png", "2024/b.jpg", "2024/trip/c.png", "notes.txt")):
+        if rel.endswith(".txt"):
+            (tmp_path / rel).write_text("not an image")
+        else:
+            _save(tmp_path / rel, i)
+    b = load_dataset("unlabelled-folder", str(tmp_path), image_size=16, test_images=2)
+    assert b.num_classes == 0 and len(b.train) == 3 and len(b.test) == 2
+    x, y = next(b.train.batches(3, train=True))
+    assert x.shape == (3, 3, 16, 16) and y.tolist() == [-1, -1, -1]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        load_dataset("unlabelled-folder", str(tmp_path / "empty"))
+
+
 def test_eval_transform_matches_imagenet_recipe() -> None:
     from toolchain.data.image_folder import eval_transform
 

@@ -2,12 +2,15 @@
 
 MODEL is a standalone .onnx or a graph with its sidecar (model.compressed.onnx). The data set defaults to the one
 the model was trained on (recorded at export); --qat adds the quant-aware PyTorch model's accuracy and the
-agreement in output steps, --float the float model's accuracy. When agreement misses --min-within-one, the first
-activation whose onnxruntime values diverge from PyTorch's is reported. Exit status 1 when a threshold is missed.
+agreement in output steps, --float the float model's accuracy (a float checkpoint, or plain weights of the same
+architecture) and, for classifiers, the top-1 agreement and logit SQNR of the export against it, image by image.
+When agreement misses --min-within-one, the first activation whose onnxruntime values diverge from PyTorch's is
+reported. Exit status 1 when a threshold is missed.
 
 Examples:
   toolchain verify runs/qat/export/model.compressed.onnx --qat runs/qat/last.pt --float runs/float/last.pt
   toolchain verify deploy/model.onnx --data fashion-mnist --json
+  toolchain verify runs/mbv2/export/model.compressed.onnx --data ~/imagenet --float mobilenet_v2-b0353104.pth
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ HELP = "accuracy and agreement of an exported model in onnxruntime vs PyTorch; n
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="exported .onnx (standalone, or graph naming its sidecar)")
     p.add_argument("--qat", type=Path, help="the quant-aware checkpoint the model was exported from")
-    p.add_argument("--float", dest="float_checkpoint", type=Path, help="the float checkpoint, for its accuracy")
+    p.add_argument(
+        "--float",
+        dest="float_checkpoint",
+        type=Path,
+        help="the float model: a toolchain checkpoint or plain weights (state dict) of the exported architecture",
+    )
     p.add_argument("--data", help="data set name (default: the model's)")
     p.add_argument("--data-dir", help="data set folder (default: the model's)")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: 256)")
@@ -70,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'model':<14}" + "".join(f"{k:>10}" for k in keys) + f"{'n':>8}")
     for name, m in report.metrics.items():
         print(f"{name:<14}" + "".join(f"{m[k]:>10.3f}" for k in keys) + f"{int(m['n']):>8}")
+    if report.float_agreement:
+        fa = report.float_agreement
+        print(
+            f"onnxruntime vs float: top-1 agreement {100 * fa['top1_agreement']:.2f}% of {int(fa['n'])} images, "
+            f"logit SQNR {fa['logit_sqnr_db']:.1f} dB"
+        )
     for name, a in report.agreement.items():
         label = "PyTorch model of the export" if name == "export_reference" else "quant-aware model"
         print(

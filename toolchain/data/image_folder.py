@@ -1,4 +1,11 @@
-"""ImageNet-layout folders: ``root/{train,val}/<class>/<image>`` (or ``root/<class>/<image>``), any class names.
+"""Image folders: labelled ImageNet-layout folders and unlabelled folders of any layout.
+
+* ``image-folder``: ``root/{train,val}/<class>/<image>`` (or ``root/<class>/<image>``), any class names. Class
+  indices are the sorted folder names, unless a class list says otherwise: ``classes.txt`` at the root (or the
+  ``classes`` argument), one class per line, ``<folder name> [<readable name>]``, line i = index i (ImageNet's
+  1,000 classes in the standard order, say). With a list, ``train/`` and ``val/`` may hold different subsets of it.
+* ``unlabelled-folder``: every image below the root, found recursively, label −1: data for distillation from a
+  teacher (``--distill 1``) and calibration when there are no labels.
 
 Preprocessing follows the standard ImageNet recipe, implemented on PIL images (no torchvision):
 
@@ -81,19 +88,41 @@ def train_transform(img, size: int, rng: np.random.Generator) -> torch.Tensor:
     return to_tensor(img)
 
 
-def scan_classes(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Class names (sorted sub-folder names) and (file, label) pairs."""
+def _images(root: Path) -> list[Path]:
+    return sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+
+
+def read_class_list(path: Path) -> tuple[list[str], list[str]]:
+    """Folder names and readable names from a class list: line i = class i, ``<folder name> [<readable name>]``."""
+    if not path.is_file():
+        raise DataError(f"class list {path} does not exist")
+    try:
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read class list {path}: {e}") from None
+    parts = [ln.split(maxsplit=1) for ln in lines]
+    folders, names = [p[0] for p in parts], [p[-1] for p in parts]  # no readable name: the folder name
+    if not folders:
+        raise DataError(f"class list {path} is empty")
+    if len(set(folders)) != len(folders):
+        raise DataError(f"class list {path} names a folder twice")
+    return folders, names
+
+
+def scan_classes(root: Path, class_list: list[str] | None = None) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Class names and (file, label) pairs: labels are indices into ``class_list`` when given, otherwise into the
+    sorted sub-folder names."""
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not folders:
         raise DataError(f"{root} has no class sub-folders; expected the layout {root}/<class>/<image>.jpg")
-    samples = [
-        (f, i)
-        for i, c in enumerate(classes)
-        for f in sorted((root / c).rglob("*"))
-        if f.suffix.lower() in IMAGE_EXTENSIONS
-    ]
+    classes = class_list if class_list is not None else folders
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = [f for f in folders if f not in index]
+    if unknown:
+        raise DataError(f"{root} has folders that are not in the class list: {', '.join(unknown[:5])}")
+    samples = [(f, index[c]) for c in folders for f in _images(root / c)]
     if not samples:
         raise DataError(f"{root} has class folders but no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return classes, samples
@@ -145,19 +174,31 @@ class FolderSource(SourceBase):
         yield from loader
 
 
-@register_dataset("image-folder", "ImageNet-layout folder: DIR/{train,val}/<class>/*.jpg, 224×224 RGB")
+@register_dataset(
+    "image-folder", "ImageNet-layout folder: DIR/{train,val}/<class>/*.jpg (+ DIR/classes.txt), 224×224 RGB"
+)
 def load_image_folder(
-    data_dir: str | None = None, subset: int | None = None, image_size: int = 224, num_workers: int = 0
+    data_dir: str | None = None,
+    subset: int | None = None,
+    image_size: int = 224,
+    num_workers: int = 0,
+    classes: str | None = None,
 ) -> DataBundle:
+    """``classes``: a class-list file (default: ``DIR/classes.txt`` when it exists; see the module docstring)."""
     if data_dir is None:
         raise DataError("the image-folder data set needs --data-dir pointing to DIR/{train,val}/<class>/<image>")
     root = Path(data_dir)
     train_dir = root / "train" if (root / "train").is_dir() else root
     val_dir = next((root / d for d in ("val", "validation", "test") if (root / d).is_dir()), train_dir)
-    classes, train = scan_classes(train_dir)
-    val_classes, val = scan_classes(val_dir)
-    if val_classes != classes:
-        raise DataError(f"{val_dir} and {train_dir} have different class folders")
+    list_path = Path(classes) if classes else root / "classes.txt"
+    folders, names = read_class_list(list_path) if classes or list_path.is_file() else (None, None)
+    train_classes, train = scan_classes(train_dir, folders)
+    val_classes, val = scan_classes(val_dir, folders)
+    if val_classes != train_classes:
+        raise DataError(
+            f"{val_dir} and {train_dir} have different class folders; put a class list (classes.txt) at {root} "
+            "to index both by it"
+        )
     return DataBundle(
         "image-folder",
         "classification",
@@ -165,8 +206,38 @@ def load_image_folder(
         FolderSource(val, image_size, num_workers),
         in_chans=3,
         input_size=image_size,
-        num_classes=len(classes),
-        class_names=classes,
+        num_classes=len(train_classes),
+        class_names=names or train_classes,
+        preprocess={"kind": "imagenet", "size": image_size},
+    )
+
+
+@register_dataset("unlabelled-folder", "images in any layout below DIR (found recursively), no labels: for --distill 1")
+def load_unlabelled_folder(
+    data_dir: str | None = None,
+    subset: int | None = None,
+    image_size: int = 224,
+    num_workers: int = 0,
+    test_images: int = 64,
+) -> DataBundle:
+    """Every image below ``data_dir`` trains (label −1); the first ``test_images`` of them, centre-cropped, are the
+    test split, which has no labels to score but feeds export checks and calibration."""
+    if data_dir is None:
+        raise DataError("the unlabelled-folder data set needs --data-dir, a folder with images anywhere below it")
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    images = [(f, -1) for f in _images(root)]
+    if not images:
+        raise DataError(f"{root} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return DataBundle(
+        "unlabelled-folder",
+        "classification",
+        FolderSource(images[:subset], image_size, num_workers),
+        FolderSource(images[: max(1, test_images)], image_size, num_workers),
+        in_chans=3,
+        input_size=image_size,
+        num_classes=0,
         preprocess={"kind": "imagenet", "size": image_size},
     )
 

@@ -18,13 +18,24 @@ import torch
 
 from runtime import ToolchainError, atomic_write_bytes
 
-__all__ = ["CheckpointError", "load_checkpoint", "restore_rng", "rng_state", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "ForeignCheckpointError",
+    "load_checkpoint",
+    "restore_rng",
+    "rng_state",
+    "save_checkpoint",
+]
 
 FORMAT = "toolchain-checkpoint/1"
 
 
 class CheckpointError(ToolchainError):
     """A checkpoint is missing, unreadable or not one of ours."""
+
+
+class ForeignCheckpointError(CheckpointError):
+    """A readable file that is not a toolchain checkpoint (a plain state dict, say)."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -63,7 +74,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as e:  # torch raises many types for corrupt files
         raise CheckpointError(f"cannot read checkpoint {p}: {type(e).__name__}: {e}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(
+        raise ForeignCheckpointError(
             f"{p} is not a toolchain checkpoint (expected format {FORMAT!r}); for plain state dicts use --weights"
         )
     return ckpt

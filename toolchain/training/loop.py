@@ -26,6 +26,7 @@ from runtime import ToolchainError
 from ..config import TrainConfig
 from ..data import BatchSource, DataBundle, load_dataset
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .distill import Objective, freeze_batch_norm
 from .distributed import DistEnv, gather_digests, init_distributed, shutdown_distributed
 from .optim import build_optimizer, warmup_cosine
 from .recipe import Recipe
@@ -56,7 +57,7 @@ class MetricsLog:
 
 def load_bundle(config: TrainConfig) -> DataBundle:
     kw = dict(config.data_args)
-    if config.data == "image-folder" or Path(config.data).is_dir():
+    if config.data in ("image-folder", "unlabelled-folder") or Path(config.data).is_dir():
         kw.setdefault("num_workers", config.num_workers)
     return load_dataset(config.data, config.data_dir, config.subset, **kw)
 
@@ -69,8 +70,12 @@ def evaluate(
     device: torch.device | str = "cpu",
     batch_size: int = 256,
     progress: bool = False,
+    outputs: list[torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """Task metrics of ``model`` on every sample of ``source`` (e.g. top-1/top-5 %, or PSNR dB), plus ``n``."""
+    """Task metrics of ``model`` on every sample of ``source`` (e.g. top-1/top-5 %, or PSNR dB), plus ``n``.
+
+    ``outputs``, when given, receives each batch's outputs (CPU, float32), for comparing two models sample by sample.
+    """
     spec = TASKS[task]
     was_training = model.training
     model.eval()
@@ -80,6 +85,8 @@ def evaluate(
         source.batches(batch_size), total=source.steps(batch_size), desc="eval", leave=False, disable=not progress
     ):
         out = model(x.to(device)).float().cpu()
+        if outputs is not None:
+            outputs.append(out)
         for k, v in spec.batch_metrics(out, y, getattr(source, "scale", 0)).items():
             sums[k] = sums.get(k, 0.0) + v
         n += spec.count(y)
@@ -124,6 +131,7 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool, reci
     bundle = load_bundle(config)
     task = TASKS[bundle.task]
     model = recipe.build(bundle, env)
+    objective = Objective.build(task, config, bundle, env.device)
     if ckpt is not None:  # before the optimizer exists: some Brevitas modules replace parameters when loading
         model.load_state_dict(ckpt["model"])
         recipe.load_state_dict(ckpt.get("recipe_state", {}))
@@ -169,6 +177,8 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool, reci
         checkpoint(0, 0)
     for epoch in range(start_epoch, config.epochs):
         net.train()
+        if config.freeze_bn:
+            freeze_batch_norm(model)
         bar = tqdm(
             bundle.train.batches(
                 config.batch_size,
@@ -189,7 +199,7 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool, reci
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
             logged = (step + 1) % config.log_every == 0
             with autocast:
-                task_loss = task.loss(net(x).float(), y, config.label_smoothing)
+                task_loss = objective(net(x).float(), x, y)
             extra, fields = recipe.penalty(logged)
             loss = task_loss if extra is None else task_loss + extra
             if not torch.isfinite(loss):

@@ -1,9 +1,11 @@
 """Task definitions: the training loss and the evaluation metrics of each kind of model, by name.
 
-* classification: cross-entropy (optionally label-smoothed); top-1 and top-5 accuracy in percent over the labelled
-  samples (label −1 marks an unlabelled calibration image).
+* classification: cross-entropy (optionally label-smoothed) over the labelled samples (label −1 marks an unlabelled
+  image); top-1 and top-5 accuracy in percent over the labelled samples. Distillation: ``T²·KL(p_t ‖ p_s)`` between
+  the teacher's and the student's softmax at temperature T (Hinton et al. 2015; T² keeps the gradient scale).
 * super_resolution: L1 loss on Y; PSNR in dB, ``10 log10(1 / MSE)`` on [0, 1] images after clamping, with a border
-  of ``scale`` pixels cropped (the field's convention), averaged over images.
+  of ``scale`` pixels cropped (the field's convention), averaged over images. Distillation: L1 to the teacher's
+  output.
 """
 
 from __future__ import annotations
@@ -19,17 +21,25 @@ __all__ = ["TASKS", "Task"]
 
 @dataclass(frozen=True)
 class Task:
-    """``loss(output, target)`` for training; ``batch_metrics`` returns sums to be divided by ``count``."""
+    """``loss(output, target, smoothing)`` for training; ``distill(output, teacher_output, temperature)`` trains on a
+    teacher's outputs instead of labels; ``batch_metrics`` returns sums to be divided by ``count``."""
 
     name: str
     loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
     batch_metrics: Callable[[torch.Tensor, torch.Tensor, int], dict[str, float]]
     count: Callable[[torch.Tensor], int]
     headline: str
+    distill: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
 def _ce(out: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    return F.cross_entropy(out, target, label_smoothing=smoothing)
+    return F.cross_entropy(out, target, label_smoothing=smoothing, ignore_index=-1)
+
+
+def _kl(out: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    log_p = F.log_softmax(out / temperature, dim=1)
+    log_q = F.log_softmax(teacher / temperature, dim=1)
+    return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True) * temperature**2
 
 
 def _topk(out: torch.Tensor, target: torch.Tensor, _: int) -> dict[str, float]:
@@ -45,7 +55,7 @@ def _topk(out: torch.Tensor, target: torch.Tensor, _: int) -> dict[str, float]:
 
 
 def _l1(out: torch.Tensor, target: torch.Tensor, _: float) -> torch.Tensor:
-    return F.l1_loss(out, target)
+    return F.l1_loss(out, target)  # also the distillation loss: the teacher's image is the target
 
 
 def psnr(out: torch.Tensor, target: torch.Tensor, border: int) -> torch.Tensor:
@@ -81,6 +91,6 @@ def _sr_metrics(out: torch.Tensor, target: torch.Tensor, scale: int) -> dict[str
 
 
 TASKS: dict[str, Task] = {
-    "classification": Task("classification", _ce, _topk, lambda t: int((t >= 0).sum()), "top1"),
-    "super_resolution": Task("super_resolution", _l1, _sr_metrics, lambda t: len(t), "psnr"),
+    "classification": Task("classification", _ce, _topk, lambda t: int((t >= 0).sum()), "top1", _kl),
+    "super_resolution": Task("super_resolution", _l1, _sr_metrics, lambda t: len(t), "psnr", _l1),
 }

@@ -1,0 +1,222 @@
+"""ImageNet MobileNetV2 (torchvision's weights) compressed from images alone, measured on real ImageNet images.
+
+Every row is one `toolchain compress` command, run as a user would, on the ImageNet sample folder
+(`../shared/data/imagenet-sample`: `train/` 500 images to train and calibrate, `val/` 250 other-class images to
+report, indices from its `classes.txt`). Training rows learn from the float teacher's outputs only
+(`--distill 1`: the labels of `train/` are never read), so they are what a user with an unlabelled folder gets.
+Reported on `val/`, paired with the float model on the same images: top-1/top-5, Δ top-1, top-1 agreement, logit
+SQNR, file sizes, total and weights-only compression ratios, onnxruntime latency against the float ONNX at batch 1,
+and wall time. The `ort-static-w8a8` row is onnxruntime's own `quantize_static` (QDQ, per-channel, MinMax) with
+the same 64 calibration images.
+
+  PYTHONPATH=. .venv/bin/python benchmarks/imagenet_distill.py --rows ptq-w8a8,ptq-w4a8 \\
+      --results benchmarks/results/imagenet_distill.jsonl
+  PYTHONPATH=. .venv/bin/python benchmarks/imagenet_distill.py --report benchmarks/results/imagenet_distill.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
+
+# Shared by every row: the pretrained network, the sample folder, 64 calibration images, first/last layer 8-bit.
+COMMON = ["--model", "mobilenet_v2", "--batch-size", "32", "--calib-batches", "2", "--first-wbits", "8",
+          "--last-wbits", "8", "--abits", "8", "--optimizer", "sgd", "--weight-decay", "0", "--freeze-bn"]  # fmt: skip
+PTQ = ["--ratio", "0", "--prune-epochs", "0", "--epochs", "0", "--reg", "none"]
+DISTILL = ["--distill", "1", "--lr", "0.002", "--warmup-epochs", "0.5"]
+PRUNE = ["--ratio", "0.5", "--method", "partial-l2", "--prune-lr", "0.002", "--lam-p", "1"]
+
+ROWS: dict[str, list[str]] = {
+    "ptq-w8a8": ["--wbits", "8", *PTQ],
+    "ptq-w4a8": ["--wbits", "4", *PTQ],
+    "distill-w8a8": ["--wbits", "8", "--ratio", "0", "--prune-epochs", "0", "--epochs", "3", "--reg", "none",
+                     *DISTILL],
+    "distill-w4a8": ["--wbits", "4", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg", "none",
+                     *DISTILL],
+    "distill-w4a8-bn-train": ["--wbits", "4", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg",
+                              "none", *DISTILL, "--no-freeze-bn"],
+    "distill-w4a8-msqe": ["--wbits", "4", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg", "msqe",
+                          "--lam", "0.1", *DISTILL],
+    "distill-w4a8-prune50": ["--wbits", "4", *PRUNE, "--prune-epochs", "3", "--epochs", "6", "--reg", "none",
+                             *DISTILL],
+    "distill-w3a8": ["--wbits", "3", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg", "none",
+                     *DISTILL],
+}  # fmt: skip
+
+
+def _command(name: str, data: Path, weights: Path, out: Path, seed: int) -> list[str]:
+    return [sys.executable, "-m", "toolchain", "compress", *COMMON, *ROWS[name], "--weights", str(weights),
+            "--data", str(data), "--seed", str(seed), "--out-dir", str(out), "--no-progress", "--json"]  # fmt: skip
+
+
+def run_row(name: str, data: Path, weights: Path, out: Path, seed: int) -> dict[str, Any]:
+    cmd = _command(name, data, weights, out, seed)
+    start = time.time()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-4000:]}")
+    results = json.loads(done.stdout)
+    export = results["export"]
+    acc, ort, fl = export["accounting"], export["onnxruntime"], results["float"]
+
+    def local(text: str) -> str:  # paths as a reader of BENCHMARKS.md in the checkout writes them
+        return text.replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../")
+
+    shown = " ".join(c if c != sys.executable else "python" for c in cmd)
+    return {
+        "row": name,
+        "seed": seed,
+        "command": local(shown),
+        "wall_s": time.time() - start,
+        "float_top1": fl["top1"],
+        "float_top5": fl["top5"],
+        "top1": ort["top1"],
+        "top5": ort["top5"],
+        "qat_top1": results["qat"].get("top1"),
+        "n": ort["n"],
+        **export["float_agreement"],
+        "weight_sparsity": acc["sparsity"],
+        "files": {local(k): v for k, v in export["files"].items()},
+        "total_ratio": acc["total_ratio"],
+        "weights_ratio": acc["weights_ratio"],
+        "bits_per_weight": acc["bits_per_weight"],
+        "latency_b1": export["latency"]["batch1"],
+        "verify_failures": export["verify_failures"],
+    }
+
+
+def ort_static_row(data: Path, weights: Path) -> dict[str, Any]:
+    """onnxruntime's quantize_static W8A8 (QDQ, per-channel, MinMax) on the same 64 calibration images."""
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from models import create_model
+    from runtime.latency import race, timing_session
+    from toolchain.data import load_dataset
+    from toolchain.exporting import export_float
+    from toolchain.modeling import load_weights
+    from toolchain.verify import float_agreement
+
+    start = time.time()
+    bundle = load_dataset(str(data))
+    model = load_weights(create_model("mobilenet_v2"), weights).eval()
+    calib = [x.numpy() for x, _ in bundle.train.batches(32, train=False)][:2]  # the first 64, as --calib-batches 2
+    xs, ys = zip(*bundle.test.batches(50))
+    x, y = torch.cat(xs), torch.cat(ys)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"input": b[i : i + 1]} for b in calib for i in range(len(b))])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        f32 = export_float(model, x[:1], Path(tmp) / "float.onnx")
+        q8 = Path(tmp) / "static.onnx"
+        quantize_static(str(f32), str(q8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+        session = ort.InferenceSession(str(q8), providers=["CPUExecutionProvider"])
+        logits = torch.from_numpy(np.concatenate([session.run(None, {"input": b.numpy()})[0] for b in xs]))
+        with torch.no_grad():
+            reference = model(x)
+        timed = race({"float": timing_session(f32), "exported": timing_session(q8)}, x[:1].numpy(), 200)
+        size = q8.stat().st_size
+    top = logits.topk(5, 1).indices
+    ftop = reference.topk(5, 1).indices
+    return {
+        "row": "ort-static-w8a8",
+        "seed": 0,
+        "command": "benchmarks/imagenet_distill.py --rows ort-static-w8a8",
+        "wall_s": time.time() - start,
+        "float_top1": 100 * float((ftop[:, 0] == y).double().mean()),
+        "float_top5": 100 * float((ftop == y[:, None]).any(1).double().mean()),
+        "top1": 100 * float((top[:, 0] == y).double().mean()),
+        "top5": 100 * float((top == y[:, None]).any(1).double().mean()),
+        "n": len(y),
+        **float_agreement(reference, logits),
+        "files": {"static.onnx": size},
+        "total_ratio": 4 * sum(p.numel() for p in model.parameters()) / size,
+        "latency_b1": {
+            "float_median_ms": timed["float"]["median_ms"],
+            "exported_median_ms": timed["exported"]["median_ms"],
+            "speedup": timed["exported"]["speedup_vs_float_median"],
+        },
+    }
+
+
+def report(paths: list[Path]) -> None:
+    """The BENCHMARKS.md table from results files: one line per row (seeds as mean ± sd)."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for p in paths:
+        for line in p.read_text().splitlines():
+            r = json.loads(line)
+            rows.setdefault(r["row"], []).append(r)
+
+    def ms(rs: list[dict[str, Any]], key: str, scale: float = 1.0, fmt: str = "{:.1f}") -> str:
+        v = np.array([scale * r[key] for r in rs if r.get(key) is not None], dtype=float)
+        if not len(v):
+            return "–"
+        return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
+
+    head = ("row", "seeds", "top-1 %", "top-5 %", "Δ top-1 vs float", "top-1 agreement %", "logit SQNR dB",
+            "sparsity %", "sidecar + graph KiB", "total ratio", "weights-only ratio", "latency vs FP32, batch 1",
+            "wall time")  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, rs in rows.items():
+        for r in rs:
+            r["delta"] = r["top1"] - r["float_top1"]
+            r["kib"] = sum(v for k, v in r["files"].items() if not k.endswith("model.onnx")) / 1024
+            r["speedup"] = r["latency_b1"]["speedup"]
+        print(f"| {name} | {len(rs)} | {ms(rs, 'top1')} | {ms(rs, 'top5')} | {ms(rs, 'delta', fmt='{:+.1f}')} | "
+              f"{ms(rs, 'top1_agreement', 100)} | {ms(rs, 'logit_sqnr_db')} | {ms(rs, 'weight_sparsity', 100)} | "
+              f"{ms(rs, 'kib', fmt='{:.0f}')} | {ms(rs, 'total_ratio', fmt='{:.2f}')}× | "
+              f"{ms(rs, 'weights_ratio', fmt='{:.2f}')}× | {ms(rs, 'speedup', fmt='{:.2f}')}× | "
+              f"{ms(rs, 'wall_s', 1 / 60, '{:.0f}')} min |")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="", help=f"comma-separated rows: {', '.join([*ROWS, 'ort-static-w8a8'])}")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds for the training rows")
+    parser.add_argument("--data", type=Path, default=DATA, help="the ImageNet sample folder (train/, val/, classes)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "imagenet", help="run folders")
+    parser.add_argument("--results", type=Path, help="append one JSON line per row here")
+    parser.add_argument("--report", type=Path, nargs="*", help="print the table from these results files")
+    args = parser.parse_args()
+    if args.report:
+        report(args.report)
+        return 0
+    from toolchain.pretrained import imagenet_mobilenet_v2_path
+
+    weights = imagenet_mobilenet_v2_path()
+    for name in [r for r in args.rows.split(",") if r]:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            if name == "ort-static-w8a8":
+                row = ort_static_row(args.data, weights)
+            else:
+                row = run_row(name, args.data, weights, args.out / f"{name}-s{seed}", seed)
+            print(json.dumps(row), flush=True)
+            if args.results:
+                with args.results.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
