@@ -239,7 +239,8 @@ class TrainConfig(Config):
         self._check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         self._check(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
         w = self.warmup_epochs
-        self._check(w >= 0 and (w == 0 or w < self.epochs), "warmup_epochs must be in [0, epochs)")
+        # epochs = 0 trains nothing (post-training quantization; a compress phase that is skipped): no warm-up to fit
+        self._check(w >= 0 and (w == 0 or w < self.epochs or self.epochs == 0), "warmup_epochs must be in [0, epochs)")
         self._check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         self._check(0 <= self.distill <= 1, f"distill must be in [0, 1], got {self.distill}")
         t = self.temperature

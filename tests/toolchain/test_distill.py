@@ -112,6 +112,8 @@ def test_compress_teaches_every_phase_with_the_float_model() -> None:
     assert c.phase("qat").float_checkpoint.endswith("pruned.pt")  # the student starts pruned; the teacher is not
     assert CompressConfig(float_checkpoint="f.pth", distill=1.0, teacher="t.pth").phase("qat").teacher == "t.pth"
     assert CompressConfig(float_checkpoint="f.pth").phase("qat").teacher is None
+    # a warm-up shared by the phases does not trip over a phase that trains nothing
+    assert CompressConfig(float_checkpoint="f.pth", warmup_epochs=0.5, prune_epochs=0).phase("prune").epochs == 0
 
 
 def _unlabelled(root: Path, n: int) -> Path:

@@ -105,7 +105,9 @@ def test_qat_requires_a_float_checkpoint(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_qat_resume_after_kill_matches_uninterrupted_run(float_ckpt: Path, tmp_path: Path) -> None:
-    args = ["qat", "--wbits", "3", "--epochs", "2", "--subset", "512", "--save-every", "3", "--no-progress"]
+    """Also with distillation: the teacher is rebuilt from its weights on resume, not checkpointed."""
+    args = ["qat", "--wbits", "3", "--epochs", "2", "--subset", "512", "--save-every", "3", "--no-progress",
+            "--distill", "0.5", "--temperature", "2"]  # fmt: skip
     a, b = assert_resume_after_kill_matches(toolchain_cmd(*args, "--float-checkpoint", str(float_ckpt)), tmp_path)
     assert torch.equal(a["recipe_state"]["regularizer"]["alpha"], b["recipe_state"]["regularizer"]["alpha"])
 
@@ -113,7 +115,9 @@ def test_qat_resume_after_kill_matches_uninterrupted_run(float_ckpt: Path, tmp_p
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_qat_under_torchrun_keeps_alpha_and_steps_identical(float_ckpt: Path, tmp_path: Path) -> None:
-    args = ["qat", "--wbits", "2", "--lam", "1", "--epochs", "2", "--subset", "256", "--batch-size", "16"]
+    """Each process distils from its own copy of the teacher; the students stay in step."""
+    args = ["qat", "--wbits", "2", "--lam", "1", "--epochs", "2", "--subset", "256", "--batch-size", "16",
+            "--distill", "1"]  # fmt: skip
     evals = torchrun_two_processes_in_step(tmp_path, *args, "--float-checkpoint", str(float_ckpt))
     assert len(evals) == 2
 
