@@ -89,7 +89,11 @@ def _recorded_config(model: runtime.Model, data: str | None, data_dir: str | Non
         raise ToolchainError("the model records no data set; pass --data (and --data-dir)")
     config_cls = RECIPES[meta.get("recipe", "float")].config_class
     config = config_cls.from_dict(saved) if saved else config_cls(data=str(data))
-    config = config.replace(**{k: v for k, v in {"data": data, "data_dir": data_dir}.items() if v is not None})
+    if data is not None and data != config.data:  # another data set: of the recorded arguments, keep the input size
+        size = {k: v for k, v in config.data_args.items() if k == "image_size"}
+        config = config.replace(data=data, data_dir=data_dir, data_args=size)
+    elif data_dir is not None:
+        config = config.replace(data_dir=data_dir)
     return config.replace(subset=None)
 
 

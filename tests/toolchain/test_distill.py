@@ -149,6 +149,20 @@ def test_compress_an_unlabelled_folder_by_distillation(tmp_path: Path) -> None:
     agreement = results["export"]["float_agreement"]
     assert agreement["n"] == 24 and 0 <= agreement["top1_agreement"] <= 1 and np.isfinite(agreement["logit_sqnr_db"])
     assert results["export"]["onnxruntime"]["n"] == 0  # nothing to score without labels, and no made-up number
+    # then verify on a labelled folder (a class list of the model's 10 classes; val/ holds two of them), against
+    # the float model given as plain weights: accuracy of both on the same images, and their agreement
+    labelled = tmp_path / "labelled"
+    (labelled / "val").mkdir(parents=True)
+    (labelled / "classes.txt").write_text("".join(f"c{i} class {i}\n" for i in range(10)))
+    for i, image in enumerate(sorted(data.rglob("*.jpg"))[:6]):
+        (labelled / "val" / f"c{3 + i % 2}").mkdir(exist_ok=True)
+        image.rename(labelled / "val" / f"c{3 + i % 2}" / image.name)
+    checked = run_cli("verify", str(out / "export" / "model.compressed.onnx"), "--data", str(labelled), "--float",
+                      str(tmp_path / "float.pth"), "--json")  # fmt: skip
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    report = json.loads(checked.stdout)
+    assert report["metrics"]["onnxruntime"]["n"] == report["metrics"]["float"]["n"] == 6
+    assert report["float_agreement"]["n"] == 6 and "top5" in report["metrics"]["float"]
     without = run_cli("compress", "--model", "mobilenet_v2_tiny", "--weights", str(tmp_path / "float.pth"), "--data",
                       "unlabelled-folder", "--data-dir", str(data), "--out-dir", str(tmp_path / "bad"))  # fmt: skip
     assert without.returncode == 2 and "--distill 1" in without.stderr

@@ -188,8 +188,10 @@ def load_image_folder(
     if data_dir is None:
         raise DataError("the image-folder data set needs --data-dir pointing to DIR/{train,val}/<class>/<image>")
     root = Path(data_dir)
-    train_dir = root / "train" if (root / "train").is_dir() else root
-    val_dir = next((root / d for d in ("val", "validation", "test") if (root / d).is_dir()), train_dir)
+    train_dir = root / "train" if (root / "train").is_dir() else None
+    val_dir = next((root / d for d in ("val", "validation", "test") if (root / d).is_dir()), None)
+    train_dir = train_dir or val_dir or root  # a folder with one split (or none) serves as both
+    val_dir = val_dir or train_dir
     list_path = Path(classes) if classes else root / "classes.txt"
     folders, names = read_class_list(list_path) if classes or list_path.is_file() else (None, None)
     train_classes, train = scan_classes(train_dir, folders)
