@@ -123,8 +123,8 @@ def decode(data: bytes, count: int, bits: int) -> np.ndarray:
     body = data[pos:]
     if len(body) % 4:
         raise CodecError("ans codec: the stream is not a whole number of 32-bit words")
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(body, "<u4").astype(np.uint32))
-    try:
+    try:  # the constructor refuses some streams too (e.g. one ending in a zero word)
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(body, "<u4").astype(np.uint32))
         symbols = coder.decode(_model(freqs), count)
     except Exception as e:  # constriction raises its own error types on exhausted or invalid streams
         raise CodecError(f"ans codec: corrupt stream ({e})") from None

@@ -83,7 +83,9 @@ def _zlib_decode(data: bytes, size: int, codec: str, wbits: int = -15) -> bytes:
     """Inflate at most ``size`` bytes; the stream must end exactly there."""
     inflater = zlib.decompressobj(wbits)
     try:
-        out = inflater.decompress(data, size)  # never more than ``size`` bytes, whatever the input claims
+        # never more than ``size`` bytes, whatever the input claims (zlib reads max_length 0 as "unlimited", so an
+        # empty tensor asks for 1 byte and any output is then an error)
+        out = inflater.decompress(data, max(size, 1))
     except zlib.error as e:
         raise CodecError(f"{codec} codec: corrupt stream ({e})") from None
     if len(out) != size or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:

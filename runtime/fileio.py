@@ -19,6 +19,21 @@ from typing import BinaryIO
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_many", "atomic_write_text"]
 
 
+def _umask_mode() -> int:
+    """The mode a plainly created file gets (0o666 less the umask): temporary files are created 0o600, and a
+    renamed temporary would otherwise keep that, unreadable to a serving container or another user."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _staged(dest: Path) -> tuple[int, str]:
+    """A temporary file beside ``dest`` with the permissions ``dest`` would get if written directly."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.fchmod(fd, _umask_mode())
+    return fd, tmp
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(fh)`` on a temporary file, then atomically move it to ``path``.
 
@@ -31,7 +46,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = _staged(dest)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -70,7 +85,7 @@ def atomic_write_many(files: Sequence[tuple[str | os.PathLike[str], bytes]]) -> 
         for path, data in files:
             dest = Path(path)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+            fd, tmp = _staged(dest)
             staged.append((tmp, dest))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

@@ -35,6 +35,7 @@ META_SIDECAR = "toolchain.sidecar"
 META_SIDECAR_SHA256 = "toolchain.sidecar_sha256"
 META_CONFIG = "toolchain.config"  # metadata keys: the one definition, which the exporter writes through
 MAX_SIDECAR_BYTES = 8 << 30
+MAX_NAME_BYTES = 255  # a file name's limit on common file systems
 
 DEVICES = {
     "cpu": ["CPUExecutionProvider"],
@@ -162,6 +163,14 @@ def load(
     options = session_options or ort.SessionOptions()
     options.log_severity_level = min(options.log_severity_level, 3)
     meta = {p.key: p.value for p in graph.metadata_props}
+    if not all(isinstance(v, str) for kv in meta.items() for v in kv):  # protobuf hands back bytes for bad UTF-8
+        raise ToolchainError(f"{graph_path} has metadata that is not UTF-8 text (a sidecar name, say): refused")
+    stray = external_data_outside_weights(graph)
+    if stray:
+        raise ToolchainError(
+            f"{graph_path} refers to external data outside its weight initializers ({', '.join(stray[:3])}); "
+            "exported models never do, so it is refused"
+        )
     hollow = {i.name: i for i in graph.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
     sidecar: SidecarIndex | None = None
     initializers: dict[str, tuple[Any, Any]] = {}
@@ -180,16 +189,73 @@ def load(
 
 def _sidecar_path(graph_path: Path, name: str) -> Path:
     """The sidecar's path: a plain file name resolving inside the graph's folder (no absolute, .., or escape)."""
-    if not name or name != Path(name).name or name in (".", "..") or "\\" in name or os.path.isabs(name):
-        raise ToolchainError(f"sidecar name {name!r} must be a plain file name in the model's folder")
-    folder = graph_path.resolve().parent
-    candidate = graph_path.parent / name
-    resolved = candidate.resolve()
-    if resolved.parent != folder:
-        raise ToolchainError(f"sidecar {name!r} resolves to {resolved}, outside the model's folder {folder}")
-    if not resolved.is_file():
-        raise ToolchainError(f"sidecar {candidate} does not exist (it must sit next to {graph_path.name})")
+    plain = name and name == Path(name).name and name not in (".", "..") and not os.path.isabs(name)
+    if not plain or "\\" in name or "\0" in name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ToolchainError(f"sidecar name {name[:80]!r} must be a plain file name in the model's folder")
+    try:
+        folder = graph_path.resolve().parent
+        candidate = graph_path.parent / name
+        resolved = candidate.resolve()
+        if resolved.parent != folder:
+            raise ToolchainError(f"sidecar {name!r} resolves to {resolved}, outside the model's folder {folder}")
+        if not resolved.is_file():
+            raise ToolchainError(f"sidecar {candidate} does not exist (it must sit next to {graph_path.name})")
+    except (OSError, RuntimeError, ValueError) as e:  # symlink loops, names the file system or codec refuses
+        raise ToolchainError(f"sidecar name {name[:80]!r} cannot be opened: {type(e).__name__}: {e}") from None
     return resolved
+
+
+def _sha256(path: Path, limit: int) -> tuple[str, int]:
+    """SHA-256 of at most ``limit`` bytes of ``path``, read in chunks (nothing held whole before it is checked)."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise SidecarError(f"sidecar {path} is over the {limit}-byte limit")
+            digest.update(chunk)
+    return digest.hexdigest(), size
+
+
+def external_data_outside_weights(graph: Any) -> list[str]:
+    """Tensors stored as external data anywhere but the top-level initializers: node attributes (``Constant``),
+    sparse initializers, and every subgraph. onnxruntime would open the files they name; the runtime never needs
+    them, so any is refused (an attacker's graph can read a file such as /etc/passwd back as an output)."""
+    import onnx
+
+    found: list[str] = []
+
+    def tensors_of(g: Any, top: bool) -> None:
+        inits = [] if top else list(g.initializer)
+        for sparse in g.sparse_initializer:
+            inits += [sparse.values, sparse.indices]
+        found.extend(t.name or "(unnamed)" for t in inits if t.data_location == onnx.TensorProto.EXTERNAL)
+        for node in g.node:
+            for attr in node.attribute:
+                sparse = [attr.sparse_tensor, *attr.sparse_tensors]
+                for t in [attr.t, *attr.tensors, *(x for st in sparse for x in (st.values, st.indices))]:
+                    if t.data_location == onnx.TensorProto.EXTERNAL:
+                        found.append(f"{node.op_type} {node.name or node.output[:1]} attribute {attr.name}")
+                for sub in [attr.g, *attr.graphs]:
+                    if sub.ByteSize():
+                        tensors_of(sub, top=False)
+
+    tensors_of(graph.graph, top=True)
+    for function in graph.functions:
+        for node in function.node:
+            for attr in node.attribute:
+                if attr.t.data_location == onnx.TensorProto.EXTERNAL:
+                    found.append(f"function {function.name} attribute {attr.name}")
+    return found
+
+
+def _type_name(code: int) -> str:
+    import onnx
+
+    try:
+        return onnx.TensorProto.DataType.Name(code)
+    except ValueError:
+        return f"unknown element type {code}"
 
 
 def _attach_sidecar(
@@ -199,16 +265,16 @@ def _attach_sidecar(
     import onnxruntime as ort
 
     path = _sidecar_path(graph_path, meta[META_SIDECAR])
-    size = path.stat().st_size
-    if size > MAX_SIDECAR_BYTES:
-        raise SidecarError(f"sidecar {path} is {size} bytes, over the {MAX_SIDECAR_BYTES}-byte limit")
-    data = path.read_bytes()
+    digest, size = _sha256(path, MAX_SIDECAR_BYTES)
     expected = meta.get(META_SIDECAR_SHA256, "")
-    if hashlib.sha256(data).hexdigest() != expected.lower():
+    if digest != expected.lower():
         raise SidecarError(
             f"sidecar {path.name} does not belong to {graph_path.name}: its SHA-256 differs from the graph's record "
             "(another export's sidecar, or a truncated or corrupted file)"
         )
+    data = path.read_bytes()  # only now, and checked again: the file may have changed since it was hashed
+    if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+        raise SidecarError(f"sidecar {path} changed while it was being read")
     index = parse_sidecar(data)
     records = {r.name: r for r in index.records}
     if set(records) != set(hollow):
@@ -219,7 +285,7 @@ def _attach_sidecar(
         if init.data_type != onnx.TensorProto.INT8 or tuple(init.dims) != record.shape:
             raise SidecarError(
                 f"tensor {name!r}: sidecar declares int8 {list(record.shape)}, graph expects "
-                f"{onnx.TensorProto.DataType.Name(init.data_type)} {list(init.dims)}"
+                f"{_type_name(init.data_type)} {list(init.dims)}"
             )
     initializers = {}
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # zlib and CRC-32 release the GIL

@@ -52,6 +52,8 @@ __all__ = [
     "SidecarIndex",
     "SidecarTensor",
     "TensorRecord",
+    "check_decoded_budget",
+    "decoded_budget",
     "encode_sidecar",
     "parse_sidecar",
 ]
@@ -61,6 +63,8 @@ FORMAT_VERSION = 1
 _PREAMBLE = struct.Struct("<8sHHII")  # magic, version, reserved, header length, header CRC-32
 MAX_HEADER_BYTES = 64 << 20
 MAX_TENSOR_ELEMENTS = 1 << 31
+FREE_LEVELS = 64 << 20  # decoded levels any sidecar may declare (64 MiB of int8)
+MAX_EXPANSION = 1024  # ... plus this many levels per byte of the file (0.008 bit per level)
 SPARSITY_ENCODINGS = ("none",)  # "none": zeros are ordinary levels, left to the codec
 
 
@@ -205,8 +209,8 @@ def parse_sidecar(data: bytes | memoryview) -> SidecarIndex:
         raise SidecarError("header CRC-32 mismatch (the sidecar is corrupted)")
     try:
         header = json.loads(header_bytes)
-    except ValueError as e:
-        raise SidecarError(f"header is not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: arrays or objects nested thousands deep
+        raise SidecarError(f"header is not valid JSON: {type(e).__name__}: {e}") from None
     if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
         raise SidecarError("header must be an object with a 'tensors' list")
     config = header.get("config", {})
@@ -225,7 +229,23 @@ def parse_sidecar(data: bytes | memoryview) -> SidecarIndex:
         expected += r.length
     if expected != len(payload):
         raise SidecarError(f"payload is {len(payload)} bytes but the records need {expected}: truncated or padded file")
+    check_decoded_budget(sum(r.count for r in records), len(view))
     return SidecarIndex(version, config, records, payload)
+
+
+def decoded_budget(file_bytes: int) -> int:
+    """The most int8 levels a sidecar of ``file_bytes`` may decode to: ``FREE_LEVELS`` plus ``MAX_EXPANSION`` levels
+    per byte of the file. Real exports code at ≥ 0.1 bit per level, far inside it; a few crafted bytes that
+    declare a huge tensor (a one-level rANS table, say) are refused before anything is allocated."""
+    return FREE_LEVELS + MAX_EXPANSION * file_bytes
+
+
+def check_decoded_budget(levels: int, file_bytes: int) -> None:
+    if levels > decoded_budget(file_bytes):
+        raise SidecarError(
+            f"the sidecar declares {levels:,} weight levels but is only {file_bytes:,} bytes long (at most "
+            f"{decoded_budget(file_bytes):,} levels for its size): refused before decoding"
+        )
 
 
 _FIELDS: dict[str, type | tuple[type, ...]] = {

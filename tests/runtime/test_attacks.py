@@ -1,0 +1,213 @@
+"""Crafted artefacts, built here, that once crashed, over-allocated or read files: each is now a clean refusal.
+
+The cases of the trustworthy-artefacts issue: external data outside the weights, allocations the files do not
+justify, the seven inputs that reached users as tracebacks, and files written with a mode the user cannot share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import runtime
+from exporters import export_model
+from runtime import ToolchainError, atomic_write_bytes, atomic_write_many
+from runtime.codecs import CODECS, CodecError
+from runtime.sidecar import SidecarError, SidecarTensor, encode_sidecar, parse_sidecar
+from tests.exporters.helpers import prepared, sample
+from tests.runtime.helpers import edit_header
+
+STEM = "model"
+GRAPH, SIDECAR = f"{STEM}.compressed.onnx", f"{STEM}.compressed.qsc"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("exported")
+    export_model(prepared("lenet5_tiny"), sample("lenet5_tiny", 2), folder, STEM, config={"k": 1})
+    return folder
+
+
+@pytest.fixture
+def copy(exported: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "m"
+    shutil.copytree(exported, dest)
+    return dest
+
+
+def _graph(folder: Path) -> onnx.ModelProto:
+    return onnx.load(str(folder / GRAPH), load_external_data=False)
+
+
+def _save_graph(folder: Path, graph: onnx.ModelProto) -> None:
+    (folder / GRAPH).write_bytes(graph.SerializeToString())
+
+
+def _set_meta(folder: Path, key: str, value: str) -> None:
+    graph = _graph(folder)
+    for p in graph.metadata_props:
+        if p.key == key:
+            p.value = value
+    _save_graph(folder, graph)
+
+
+def _resign(folder: Path, sidecar: bytes) -> None:
+    (folder / SIDECAR).write_bytes(sidecar)
+    _set_meta(folder, "toolchain.sidecar_sha256", hashlib.sha256(sidecar).hexdigest())
+
+
+# -- item 2: external data outside the weights -------------------------------------------------------------------
+
+
+def _reads_a_file(target: str, *, nest: bool) -> onnx.ModelProto:
+    """A graph whose Constant (top level, or inside an If branch) takes its bytes from ``target``."""
+    value = TensorProto(name="leak", data_type=TensorProto.UINT8, dims=[16])
+    value.data_location = TensorProto.EXTERNAL
+    value.external_data.add(key="location", value=target)
+    value.external_data.add(key="length", value="16")
+    const = helper.make_node("Constant", [], ["out"], value=value)
+    if nest:
+        branch = helper.make_graph(
+            [const], "branch", [], [helper.make_tensor_value_info("out", TensorProto.UINT8, [16])]
+        )
+        node = helper.make_node("If", ["cond"], ["out"], then_branch=branch, else_branch=branch)
+        inputs = [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])]
+    else:
+        node, inputs = const, []
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("out", TensorProto.UINT8, [16])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("nest", [False, True])
+def test_external_data_outside_the_weights_is_refused(tmp_path: Path, nest: bool) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:secret")
+    path = tmp_path / "leak.onnx"
+    onnx.save(_reads_a_file(str(secret), nest=nest), path)
+    with pytest.raises(ToolchainError, match="external data outside its weight initializers"):
+        runtime.load(path)
+
+
+def test_a_sidecar_pair_with_an_extra_external_constant_is_refused(copy: Path, tmp_path: Path) -> None:
+    graph = _graph(copy)
+    leak = _reads_a_file(str(tmp_path / "secret"), nest=False).graph.node[0]
+    graph.graph.node.insert(0, leak)
+    _save_graph(copy, graph)
+    with pytest.raises(ToolchainError, match="external data outside"):
+        runtime.load(copy / GRAPH)
+
+
+# -- item 3: allocations the files do not justify -----------------------------------------------------------------
+
+
+def test_an_empty_tensor_keeps_the_inflate_bound() -> None:
+    """zlib reads max_length 0 as unlimited: a zero-element tensor must not inflate a bomb."""
+    bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = bomb.compress(bytes(64 << 20)) + bomb.flush()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CodecError):
+        CODECS["packed"].decode(body, 0, 4)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 32 << 10  # KiB: far below the 64 MiB
+
+
+def test_a_huge_tensor_from_a_few_bytes_is_refused_before_decoding() -> None:
+    """One-level rANS tables code any size in a few bytes; the size a file may declare is bounded by its length."""
+    ones = SidecarTensor("w", np.zeros((4, 4), np.int8), 4, np.ones(4, np.float32), 0)
+    data = encode_sidecar([ones], {}, codecs=("ans",))
+
+    def grow(header: dict) -> None:
+        record = header["tensors"][0]
+        record["shape"], record["decoded_bytes"] = [4, 1 << 26], 1 << 28
+
+    with pytest.raises(SidecarError, match="refused before decoding"):
+        parse_sidecar(edit_header(data, grow))
+    assert parse_sidecar(data).records[0].count == 16  # the honest file parses
+
+
+def test_a_mismatched_sidecar_is_refused_without_reading_it_whole(copy: Path) -> None:
+    with (copy / SIDECAR).open("ab") as fh:  # a large sparse tail: hashing it streams, nothing is held whole
+        fh.truncate((copy / SIDECAR).stat().st_size + (256 << 20))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ToolchainError, match="SHA-256"):
+        runtime.load(copy / GRAPH)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10  # KiB
+
+
+# -- item 7: inputs that crashed ----------------------------------------------------------------------------------
+
+
+def test_a_header_nested_thousands_deep_is_refused(copy: Path) -> None:
+    data = (copy / SIDECAR).read_bytes()
+    raw = b'{"tensors": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    crafted = struct.pack("<8sHHII", data[:8], 1, 0, len(raw), zlib.crc32(raw)) + raw
+    with pytest.raises(SidecarError, match="not valid JSON"):
+        parse_sidecar(crafted)
+
+
+def test_an_ans_stream_ending_in_a_zero_word_is_refused() -> None:
+    levels = np.array([0, 1, -1, 2, 0, 0, 1, -2] * 64, np.int8)
+    body = CODECS["ans"].encode(levels, 4)
+    with pytest.raises(CodecError, match="zero word"):
+        CODECS["ans"].decode(body + bytes(4), levels.size, 4)
+
+
+@pytest.mark.parametrize(
+    "name", ["bad\0name.qsc", "x" * 300 + ".qsc", "loop.qsc"], ids=["nul", "300-characters", "symlink-loop"]
+)
+def test_odd_sidecar_names_are_refused(copy: Path, name: str) -> None:
+    if name == "loop.qsc":
+        os.symlink(copy / "loop.qsc", copy / "loop.qsc")
+    _set_meta(copy, "toolchain.sidecar", name)
+    with pytest.raises(ToolchainError, match="sidecar name"):
+        runtime.load(copy / GRAPH)
+
+
+def test_a_sidecar_name_that_is_not_utf8_is_refused(copy: Path) -> None:
+    raw = (copy / GRAPH).read_bytes()  # the name stands in the metadata and in each weight's location
+    (copy / GRAPH).write_bytes(raw.replace(SIDECAR.encode(), SIDECAR.encode()[:-4] + b"\xe9qsc"))
+    with pytest.raises(ToolchainError, match="not UTF-8"):
+        runtime.load(copy / GRAPH)
+
+
+def test_an_unknown_element_type_is_refused_with_its_code(copy: Path) -> None:
+    graph = _graph(copy)
+    hollow = next(i for i in graph.graph.initializer if i.data_location == TensorProto.EXTERNAL)
+    hollow.data_type = 99
+    _save_graph(copy, graph)
+    with pytest.raises(ToolchainError, match="unknown element type 99"):
+        runtime.load(copy / GRAPH)
+
+
+# -- item 6: artefacts follow the umask ----------------------------------------------------------------------------
+
+
+def test_written_files_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        one = atomic_write_bytes(tmp_path / "a.bin", b"x")
+        many = atomic_write_many([(tmp_path / "b.bin", b"y"), (tmp_path / "c.bin", b"z")])
+        os.umask(0o077)
+        private = atomic_write_bytes(tmp_path / "d.bin", b"x")
+    finally:
+        os.umask(old)
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in [one, *many])
+    assert private.stat().st_mode & 0o777 == 0o600
+
+
+def test_exported_artefacts_are_readable_by_others(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        result = export_model(prepared("lenet5_tiny"), sample("lenet5_tiny", 2), tmp_path, STEM, config={})
+    finally:
+        os.umask(old)
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in (result.standalone, result.graph, result.sidecar))
