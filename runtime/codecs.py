@@ -195,7 +195,7 @@ def choose_codec(
     order = [n for n in CODECS if n in (names or CODECS)]
     unknown = set(names or ()) - set(CODECS)
     if unknown or not order:
-        raise ValueError(f"unknown codec(s) {sorted(unknown)}; known: {', '.join(CODECS)}")
+        raise CodecError(f"unknown codec(s) {sorted(unknown)}; known: {', '.join(CODECS)}")
     candidates = [(name, CODECS[name].encode(levels, bits)) for name in order]
     shortest = min(len(data) for _, data in candidates)
     return next((n, d) for n, d in candidates if len(d) <= shortest * (1 + tolerance))

@@ -55,6 +55,9 @@ class Config:
                 for k in unknown
             ]
             raise ConfigError(f"unknown {cls.__name__} key(s): {', '.join(hints)}")
+        types_ = typing.get_type_hints(cls)
+        for key, value in data.items():
+            _check_type(key, value, types_[key])
         return cls(**data)
 
     def replace(self, **changes: Any) -> Self:
@@ -67,8 +70,9 @@ class Config:
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
         try:
-            data = json.loads(p.read_text()) if p.suffix == ".json" else tomllib.loads(p.read_text())
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+            text = p.read_text(encoding="utf-8")
+            data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"cannot parse config file {p}: {e}") from None
         try:
             return cls.from_dict(data)
@@ -118,6 +122,24 @@ def dumps_toml(data: Mapping[str, Any]) -> str:
     for name, table in tables:
         lines += ["", f"[{name}]"] + [f"{k} = {scalar(v)}" for k, v in table.items() if v is not None]
     return "\n".join(lines) + "\n"
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> None:
+    """``value`` fits the field's annotation (``int``, ``float``, ``str``, ``bool``, ``dict``, or ``X | None``): a
+    file's ``epochs = 2.5`` or ``data = 5`` is a clear error, not a crash deep inside a run."""
+    if value is None and annotation is not _base_type(annotation):
+        return
+    tp = _base_type(annotation)
+    tp = typing.get_origin(tp) or tp
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = not isinstance(tp, type) or isinstance(value, tp)
+    if not ok:
+        name = getattr(tp, "__name__", str(tp))
+        raise ConfigError(f"{key} must be {'a' if name[0] not in 'aeiou' else 'an'} {name}, got {value!r}")
 
 
 def _base_type(tp: Any) -> Any:

@@ -7,7 +7,6 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from models import create_model, get_model_spec
@@ -15,6 +14,7 @@ from models.registry import UnknownModelError
 from runtime import ToolchainError
 
 from .data import DataBundle
+from .torchfile import read_torch_file
 
 __all__ = ["build_model", "is_user_factory", "load_weights"]
 
@@ -81,10 +81,7 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
     p = Path(path)
     if not p.is_file():
         raise ToolchainError(f"weights file {p} does not exist")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ToolchainError(f"cannot read weights {p}: {type(e).__name__}: {e}") from None
+    state = read_torch_file(p, "weights file")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     try:

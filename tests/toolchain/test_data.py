@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,18 @@ def test_unlabelled_folder_finds_images_anywhere(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no images"):
         load_dataset("unlabelled-folder", str(tmp_path / "empty"))
+
+
+def test_an_image_declaring_60000_squared_pixels_is_a_clear_error(tmp_path: Path) -> None:
+    from toolchain.data.image_folder import load_image
+
+    Image.new("L", (1, 1)).save(tmp_path / "x.png")
+    raw = (tmp_path / "x.png").read_bytes()  # the IHDR chunk's width and height (and its CRC): PIL's bomb check
+    ihdr = (60000).to_bytes(4, "big") * 2 + raw[24:29]
+    crc = zlib.crc32(b"IHDR" + ihdr).to_bytes(4, "big")
+    (tmp_path / "x.png").write_bytes(raw[:16] + ihdr + crc + raw[33:])
+    with pytest.raises(DataError, match="cannot read image"):
+        load_image(tmp_path / "x.png")
 
 
 def test_eval_transform_matches_imagenet_recipe() -> None:

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from ..training.distributed import resolve_device
     from ..training.restore import restore
 
+    if args.batch_size < 1:
+        raise ToolchainError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.checkpoint is not None:
         restored = restore(args.checkpoint, trusted_model=args.model, data=args.data, data_dir=args.data_dir)
         config, bundle, model = restored.config, restored.bundle, restored.model

@@ -1,8 +1,8 @@
 """The ``toolchain`` console script: one parser, subcommands registered by name.
 
 Each subcommand module exposes ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-A :class:`runtime.ToolchainError` (bad input, missing file, invalid option) is printed as ``error: …`` and exits
-with status 2; no traceback, no partial output.
+A :class:`runtime.ToolchainError` (bad input, missing file, invalid option) or an ``OSError`` (an unwritable output
+folder, a full disk) is printed as ``error: …`` and exits with status 2; no traceback, no partial output.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except ToolchainError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an unwritable --out, a full disk, a folder that vanished: the user's environment
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

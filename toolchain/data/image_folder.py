@@ -44,7 +44,7 @@ def load_image(path: Path):  # -> PIL.Image.Image
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:  # bomb: e.g. 60000×60000 declared
         raise DataError(f"cannot read image {path}: {e}") from None
 
 

@@ -18,6 +18,8 @@ import torch
 
 from runtime import ToolchainError, atomic_write_bytes
 
+from ..torchfile import read_torch_file
+
 __all__ = [
     "CheckpointError",
     "ForeignCheckpointError",
@@ -70,9 +72,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist")
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt files
-        raise CheckpointError(f"cannot read checkpoint {p}: {type(e).__name__}: {e}") from None
+        ckpt = read_torch_file(p, "checkpoint", map_location)
+    except ToolchainError as e:
+        raise CheckpointError(str(e)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ForeignCheckpointError(
             f"{p} is not a toolchain checkpoint (expected format {FORMAT!r}); for plain state dicts use --weights"

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from runtime import ToolchainError
+
 from ..config import TrainConfig
 from ..data import DataBundle
 from ..modeling import is_user_factory
@@ -52,14 +54,25 @@ def restore(path: str | Path, *, trusted_model: str | None = None, **data_overri
 
     ckpt = load_checkpoint(path)
     name = ckpt.get("recipe", "float")
+    if name not in RECIPES:
+        raise CheckpointError(f"{path} was written by an unknown recipe {name!r} (known: {', '.join(RECIPES)})")
     recipe_cls = RECIPES[name]
-    config = recipe_cls.config_class.from_dict(ckpt["config"])
+    if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{path} lacks its configuration or model state: not a complete toolchain checkpoint")
+    try:
+        config = recipe_cls.config_class.from_dict(ckpt["config"])
+    except (ToolchainError, TypeError) as e:  # TypeError: a required field missing
+        raise CheckpointError(f"{path} holds an invalid configuration: {e}") from None
     check_model_trusted(config.model, trusted_model, path)
     changes = {k: v for k, v in data_overrides.items() if v is not None}
     config = config.replace(**changes, subset=None)
     bundle = load_bundle(config)
     model = recipe_cls(config, float_weights=False).build(bundle, DistEnv(0, 1, 0, torch.device("cpu")))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: the saved state does not fit its model: {first}") from None
     return Restored(model.eval(), config, name, bundle)
 
 
