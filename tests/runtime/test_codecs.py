@@ -116,5 +116,5 @@ def test_choose_codec_prefers_cheap_decoding_within_the_tolerance() -> None:
     assert list(CODECS).index(name) <= min(list(CODECS).index(n) for n, s in sizes.items() if s == len(data))
     assert choose_codec(ternary, 2, tolerance=0.0)[1] == min((c.encode(ternary, 2) for c in CODECS.values()), key=len)
     assert choose_codec(ternary, 2, names=("raw", "huffman"))[0] == "huffman"
-    with pytest.raises(ValueError):
+    with pytest.raises(CodecError, match="unknown codec"):
         choose_codec(ternary, 2, names=("zip",))

@@ -40,7 +40,7 @@ class Objective:
     def build(cls, task: Task, config: TrainConfig, bundle: DataBundle, device: torch.device) -> Objective:
         """The task loss alone, or with the teacher named by the config (built like the student, weights loaded)."""
         labelled = bundle.task != "classification" or bundle.num_classes > 0
-        if not labelled and config.distill < 1:
+        if not labelled and config.distill < 1 and config.epochs > 0:  # calibration alone needs no labels
             raise ToolchainError(
                 f"data set {bundle.name!r} has no labels: train on a teacher's outputs with --distill 1"
             )
