@@ -67,6 +67,10 @@ def print_results(config: Any, results: dict[str, Any]) -> None:
     export = results["export"]
     for path, size in export["files"].items():
         print(f"{path:<56} {size / 1024:9.1f} KiB")
+    fa = export.get("float_agreement")
+    if fa:
+        print(f"onnxruntime vs float: top-1 agreement {100 * fa['top1_agreement']:.1f} % of {int(fa['n'])} images, "
+              f"logit SQNR {fa['logit_sqnr_db']:.1f} dB")  # fmt: skip
     for failure in export["verify_failures"]:
         print(f"verify: {failure}")
     print(f"report: {results['report']}")

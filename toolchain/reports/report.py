@@ -91,9 +91,21 @@ def write_report(out_dir: Path, config: Any, results: dict[str, Any], table: str
         "Verification against the quant-aware model: "
         + ("passed." if not export["verify_failures"] else "; ".join(export["verify_failures"])),
         "",
+        *_float_agreement(export.get("float_agreement") or {}),
         "## Configuration",
         "",
         f"```toml\n{dumps_toml(config.to_dict())}```",
         "",
     ]
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))
+
+
+def _float_agreement(fa: dict[str, float]) -> list[str]:
+    """The exported model against the float one, image by image (classifiers); nothing for other tasks."""
+    if not fa:
+        return []
+    return [
+        f"Against the float model on the same {int(fa['n'])} images: top-1 agreement "
+        f"{100 * fa['top1_agreement']:.1f} %, logit SQNR {fa['logit_sqnr_db']:.1f} dB.",
+        "",
+    ]
