@@ -8,6 +8,9 @@
   (:mod:`runtime.sidecar`). The graph's ``metadata_props`` name the sidecar (``toolchain.sidecar``) and its
   SHA-256 (``toolchain.sidecar_sha256``); ``runtime.load`` checks both.
 
+Both graphs record their own digest (``toolchain.graph_sha256``, :func:`runtime.session.graph_digest`), so a change
+to a scale, zero-point, bias or metadata value after export is refused rather than run.
+
 Everything is serialised in memory and checked (``onnx.checker`` with ``full_check``) before the first file is
 written, and the files are staged as synced temporaries before any is renamed (``runtime.atomic_write_many``): a
 failed export leaves earlier files untouched. The same model and configuration give identical bytes.
@@ -27,7 +30,14 @@ import torch
 import torch.fx as fx
 
 from runtime import ToolchainError, atomic_write_many
-from runtime.session import META_CONFIG, META_FORMAT, META_SIDECAR, META_SIDECAR_SHA256
+from runtime.session import (
+    META_CONFIG,
+    META_FORMAT,
+    META_GRAPH_SHA256,
+    META_SIDECAR,
+    META_SIDECAR_SHA256,
+    graph_digest,
+)
 from runtime.sidecar import SidecarTensor, encode_sidecar
 
 from .graph import BuiltGraph, WeightTensor, build_graph
@@ -145,4 +155,6 @@ def _set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
 
 
 def _serialise(proto: onnx.ModelProto) -> bytes:
+    """The sealed bytes: the graph's digest (``runtime.session.graph_digest``) recorded in its metadata."""
+    _set_metadata(proto, {META_GRAPH_SHA256: graph_digest(proto)})
     return proto.SerializeToString(deterministic=True)

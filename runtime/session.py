@@ -28,12 +28,13 @@ import numpy as np
 from .errors import ToolchainError
 from .sidecar import SidecarError, SidecarIndex, parse_sidecar
 
-__all__ = ["DEVICES", "Model", "TensorInfo", "load", "materialize", "providers_for"]
+__all__ = ["DEVICES", "Model", "TensorInfo", "graph_digest", "load", "materialize", "providers_for"]
 
 META_FORMAT = "toolchain.format"
 META_SIDECAR = "toolchain.sidecar"
 META_SIDECAR_SHA256 = "toolchain.sidecar_sha256"
 META_CONFIG = "toolchain.config"  # metadata keys: the one definition, which the exporter writes through
+META_GRAPH_SHA256 = "toolchain.graph_sha256"  # the graph's own digest (see graph_digest)
 MAX_SIDECAR_BYTES = 8 << 30
 MAX_NAME_BYTES = 255  # a file name's limit on common file systems
 
@@ -165,6 +166,7 @@ def load(
     meta = {p.key: p.value for p in graph.metadata_props}
     if not all(isinstance(v, str) for kv in meta.items() for v in kv):  # protobuf hands back bytes for bad UTF-8
         raise ToolchainError(f"{graph_path} has metadata that is not UTF-8 text (a sidecar name, say): refused")
+    _check_graph_digest(graph_path, graph, meta)
     stray = external_data_outside_weights(graph)
     if stray:
         raise ToolchainError(
@@ -249,6 +251,40 @@ def external_data_outside_weights(graph: Any) -> list[str]:
     return found
 
 
+def graph_digest(graph: Any) -> str:
+    """SHA-256 of the graph's deterministic serialisation without its own ``toolchain.graph_sha256`` entry.
+
+    The exporter records it in that entry; :func:`load` recomputes it for every toolchain graph, so a changed scale,
+    zero-point, int32 bias or metadata value (``preprocess.size``, say) is refused instead of running silently
+    wrong. The sidecar is covered by its SHA-256 in the graph, so the digest covers both halves of a pair.
+    """
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(graph)
+    kept = [p for p in copy.metadata_props if p.key != META_GRAPH_SHA256]
+    del copy.metadata_props[:]
+    copy.metadata_props.extend(kept)
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _check_graph_digest(graph_path: Path, graph: Any, meta: dict[str, str]) -> None:
+    """Graphs the toolchain wrote (``toolchain.format``) must carry and match their digest; others load as they are."""
+    if META_FORMAT not in meta:
+        return
+    recorded = meta.get(META_GRAPH_SHA256)
+    if recorded is None:
+        raise ToolchainError(
+            f"{graph_path} carries no digest ({META_GRAPH_SHA256}): it was exported by an older toolchain or edited; "
+            "export it again"
+        )
+    if graph_digest(graph) != recorded.lower():
+        raise ToolchainError(
+            f"{graph_path} was changed after export (its content no longer matches its {META_GRAPH_SHA256}): "
+            "a scale, zero-point, bias or metadata value differs; refused"
+        )
+
+
 def _type_name(code: int) -> str:
     import onnx
 
@@ -312,6 +348,6 @@ def materialize(path: str | os.PathLike[str]) -> Any:
             array = model._initializers[init.name][0]  # decoded and checked by load()
             init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
     for p in list(graph.metadata_props):
-        if p.key in (META_SIDECAR, META_SIDECAR_SHA256):
+        if p.key in (META_SIDECAR, META_SIDECAR_SHA256, META_GRAPH_SHA256):
             graph.metadata_props.remove(p)
     return graph

@@ -7,6 +7,7 @@ justify, the seven inputs that reached users as tracebacks, and files written wi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -25,7 +26,7 @@ from runtime import ToolchainError, atomic_write_bytes, atomic_write_many
 from runtime.codecs import CODECS, CodecError
 from runtime.sidecar import SidecarError, SidecarTensor, encode_sidecar, parse_sidecar
 from tests.exporters.helpers import prepared, sample
-from tests.runtime.helpers import edit_header
+from tests.runtime.helpers import edit_header, sealed
 
 STEM = "model"
 GRAPH, SIDECAR = f"{STEM}.compressed.onnx", f"{STEM}.compressed.qsc"
@@ -50,7 +51,7 @@ def _graph(folder: Path) -> onnx.ModelProto:
 
 
 def _save_graph(folder: Path, graph: onnx.ModelProto) -> None:
-    (folder / GRAPH).write_bytes(graph.SerializeToString())
+    (folder / GRAPH).write_bytes(sealed(graph))
 
 
 def _set_meta(folder: Path, key: str, value: str) -> None:
@@ -211,3 +212,50 @@ def test_exported_artefacts_are_readable_by_others(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert all(p.stat().st_mode & 0o044 == 0o044 for p in (result.standalone, result.graph, result.sidecar))
+
+
+# -- item 4: the graph half ---------------------------------------------------------------------------------------
+
+
+def _double_a_scale(path: Path) -> None:
+    graph = onnx.load(str(path), load_external_data=False)
+    scale = next(i for i in graph.graph.initializer if i.name.endswith("scale") and i.data_type == TensorProto.FLOAT)
+    value = onnx.numpy_helper.to_array(scale) * 2
+    scale.CopyFrom(onnx.numpy_helper.from_array(value.astype(np.float32), scale.name))
+    path.write_bytes(graph.SerializeToString())
+
+
+@pytest.mark.parametrize("artefact", [GRAPH, f"{STEM}.onnx"])
+def test_a_changed_scale_in_either_graph_is_refused(copy: Path, artefact: str) -> None:
+    runtime.load(copy / artefact)  # intact: loads
+    _double_a_scale(copy / artefact)
+    with pytest.raises(ToolchainError, match="changed after export"):
+        runtime.load(copy / artefact)
+
+
+def test_changed_metadata_is_refused_and_an_unsealed_toolchain_graph_too(copy: Path) -> None:
+    graph = _graph(copy)
+    for p in graph.metadata_props:
+        if p.key == "toolchain.config":
+            p.value = json.dumps({"preprocess": {"kind": "imagenet", "size": 100000}})
+    (copy / GRAPH).write_bytes(graph.SerializeToString())
+    with pytest.raises(ToolchainError, match="changed after export"):
+        runtime.load(copy / GRAPH)
+    kept = [p for p in graph.metadata_props if p.key != "toolchain.graph_sha256"]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    (copy / GRAPH).write_bytes(graph.SerializeToString())
+    with pytest.raises(ToolchainError, match="carries no digest"):
+        runtime.load(copy / GRAPH)
+
+
+def test_onnx_files_from_elsewhere_need_no_digest(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["output"])],
+        "plain",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "plain.onnx")
+    out = runtime.load(tmp_path / "plain.onnx").run(np.array([[-1, 0, 2, -3]], np.float32))[0]
+    assert out.tolist() == [[0, 0, 2, 0]]

@@ -19,7 +19,7 @@ import runtime
 from exporters import export_model
 from runtime import ToolchainError
 from tests.exporters.helpers import prepared, sample
-from tests.runtime.helpers import edit_header
+from tests.runtime.helpers import edit_header, sealed
 
 STEM = "model"
 
@@ -50,7 +50,7 @@ def _resign(folder: Path, sidecar: bytes, name: str = f"{STEM}.compressed.qsc") 
     for p in graph.metadata_props:
         if p.key == "toolchain.sidecar_sha256":
             p.value = hashlib.sha256(sidecar).hexdigest()
-    (folder / f"{STEM}.compressed.onnx").write_bytes(graph.SerializeToString())
+    (folder / f"{STEM}.compressed.onnx").write_bytes(sealed(graph))
 
 
 def _set_meta(folder: Path, key: str, value: str) -> None:
@@ -58,7 +58,7 @@ def _set_meta(folder: Path, key: str, value: str) -> None:
     for p in graph.metadata_props:
         if p.key == key:
             p.value = value
-    (folder / f"{STEM}.compressed.onnx").write_bytes(graph.SerializeToString())
+    (folder / f"{STEM}.compressed.onnx").write_bytes(sealed(graph))
 
 
 def test_sidecar_artefact_is_bit_identical_to_the_standalone(exported: Path) -> None:
