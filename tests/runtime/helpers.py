@@ -6,7 +6,11 @@ import json
 import struct
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+STEM = "model"  # the file stem of the exported fixtures (tests/runtime/conftest.py)
+GRAPH, SIDECAR = f"{STEM}.compressed.onnx", f"{STEM}.compressed.qsc"
 
 
 def edit_header(data: bytes, edit: Callable[[dict[str, Any]], Any]) -> bytes:
@@ -28,3 +32,22 @@ def sealed(graph: Any) -> bytes:
         if p.key == META_GRAPH_SHA256:
             p.value = digest
     return graph.SerializeToString()
+
+
+def set_meta(folder: Path, key: str, value: str) -> None:
+    """Set one metadata entry of the exported pair's graph, resealed (see :func:`sealed`)."""
+    import onnx
+
+    graph = onnx.load(str(folder / GRAPH), load_external_data=False)
+    for p in graph.metadata_props:
+        if p.key == key:
+            p.value = value
+    (folder / GRAPH).write_bytes(sealed(graph))
+
+
+def resign(folder: Path, sidecar: bytes, name: str = SIDECAR) -> None:
+    """Write ``sidecar`` and record its SHA-256 in the graph, so that only the sidecar's own checks can refuse it."""
+    import hashlib
+
+    (folder / name).write_bytes(sidecar)
+    set_meta(folder, "toolchain.sidecar_sha256", hashlib.sha256(sidecar).hexdigest())

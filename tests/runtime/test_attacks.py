@@ -6,11 +6,9 @@ justify, the seven inputs that reached users as tracebacks, and files written wi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -26,24 +24,7 @@ from runtime import ToolchainError, atomic_write_bytes, atomic_write_many
 from runtime.codecs import CODECS, CodecError
 from runtime.sidecar import SidecarError, SidecarTensor, encode_sidecar, parse_sidecar
 from tests.exporters.helpers import prepared, sample
-from tests.runtime.helpers import edit_header, sealed
-
-STEM = "model"
-GRAPH, SIDECAR = f"{STEM}.compressed.onnx", f"{STEM}.compressed.qsc"
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("exported")
-    export_model(prepared("lenet5_tiny"), sample("lenet5_tiny", 2), folder, STEM, config={"k": 1})
-    return folder
-
-
-@pytest.fixture
-def copy(exported: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / "m"
-    shutil.copytree(exported, dest)
-    return dest
+from tests.runtime.helpers import GRAPH, SIDECAR, STEM, edit_header, sealed, set_meta
 
 
 def _graph(folder: Path) -> onnx.ModelProto:
@@ -52,19 +33,6 @@ def _graph(folder: Path) -> onnx.ModelProto:
 
 def _save_graph(folder: Path, graph: onnx.ModelProto) -> None:
     (folder / GRAPH).write_bytes(sealed(graph))
-
-
-def _set_meta(folder: Path, key: str, value: str) -> None:
-    graph = _graph(folder)
-    for p in graph.metadata_props:
-        if p.key == key:
-            p.value = value
-    _save_graph(folder, graph)
-
-
-def _resign(folder: Path, sidecar: bytes) -> None:
-    (folder / SIDECAR).write_bytes(sidecar)
-    _set_meta(folder, "toolchain.sidecar_sha256", hashlib.sha256(sidecar).hexdigest())
 
 
 # -- item 2: external data outside the weights -------------------------------------------------------------------
@@ -168,7 +136,7 @@ def test_an_ans_stream_ending_in_a_zero_word_is_refused() -> None:
 def test_odd_sidecar_names_are_refused(copy: Path, name: str) -> None:
     if name == "loop.qsc":
         os.symlink(copy / "loop.qsc", copy / "loop.qsc")
-    _set_meta(copy, "toolchain.sidecar", name)
+    set_meta(copy, "toolchain.sidecar", name)
     with pytest.raises(ToolchainError, match="sidecar name"):
         runtime.load(copy / GRAPH)
 

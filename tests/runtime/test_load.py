@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import struct
@@ -10,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,46 +17,12 @@ import runtime
 from exporters import export_model
 from runtime import ToolchainError
 from tests.exporters.helpers import prepared, sample
-from tests.runtime.helpers import edit_header, sealed
-
-STEM = "model"
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("exported")
-    export_model(prepared("lenet5_tiny"), sample("lenet5_tiny", 2), folder, STEM, config={"k": 1})
-    return folder
-
-
-@pytest.fixture
-def copy(exported: Path, tmp_path: Path) -> Path:
-    """A private copy of the exported folder that a test may damage."""
-    dest = tmp_path / "m"
-    shutil.copytree(exported, dest)
-    return dest
+from tests.runtime import helpers
+from tests.runtime.helpers import STEM, edit_header, set_meta
 
 
 def _x(n: int = 3) -> np.ndarray:
     return sample("lenet5_tiny", n, seed=5).numpy()
-
-
-def _resign(folder: Path, sidecar: bytes, name: str = f"{STEM}.compressed.qsc") -> None:
-    """Write ``sidecar`` and record its SHA-256 in the graph, so that only the sidecar's own checks can refuse it."""
-    (folder / name).write_bytes(sidecar)
-    graph = onnx.load(str(folder / f"{STEM}.compressed.onnx"), load_external_data=False)
-    for p in graph.metadata_props:
-        if p.key == "toolchain.sidecar_sha256":
-            p.value = hashlib.sha256(sidecar).hexdigest()
-    (folder / f"{STEM}.compressed.onnx").write_bytes(sealed(graph))
-
-
-def _set_meta(folder: Path, key: str, value: str) -> None:
-    graph = onnx.load(str(folder / f"{STEM}.compressed.onnx"), load_external_data=False)
-    for p in graph.metadata_props:
-        if p.key == key:
-            p.value = value
-    (folder / f"{STEM}.compressed.onnx").write_bytes(sealed(graph))
 
 
 def test_sidecar_artefact_is_bit_identical_to_the_standalone(exported: Path) -> None:
@@ -114,14 +78,14 @@ def _shape_of_first(h: dict) -> None:
 )
 def test_a_consistent_but_invalid_sidecar_is_refused(copy: Path, edit, message: str) -> None:
     """Sidecars whose hash the graph records (so the SHA check passes) must still be checked field by field."""
-    _resign(copy, edit((copy / f"{STEM}.compressed.qsc").read_bytes()))
+    helpers.resign(copy, edit((copy / f"{STEM}.compressed.qsc").read_bytes()))
     with pytest.raises(ToolchainError, match=message):
         runtime.load(copy / f"{STEM}.compressed.onnx")
 
 
 @pytest.mark.parametrize("name", ["/etc/passwd", "../model.compressed.qsc", "sub/model.compressed.qsc", "..", ""])
 def test_a_sidecar_path_outside_the_folder_is_refused(copy: Path, name: str) -> None:
-    _set_meta(copy, "toolchain.sidecar", name)
+    set_meta(copy, "toolchain.sidecar", name)
     with pytest.raises(ToolchainError, match="plain file name"):
         runtime.load(copy / f"{STEM}.compressed.onnx")
 
@@ -192,7 +156,7 @@ def test_fuzzed_sidecars_load_cleanly_or_fail_with_toolchain_error(exported: Pat
         else:
             side[at:at] = data.draw(st.binary(min_size=1, max_size=16))
     if resign:
-        _resign(folder, bytes(side))
+        helpers.resign(folder, bytes(side))
     else:
         (folder / f"{STEM}.compressed.qsc").write_bytes(bytes(side))
     try:
