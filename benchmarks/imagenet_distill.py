@@ -36,7 +36,7 @@ COMMON = ["--model", "mobilenet_v2", "--batch-size", "32", "--calib-batches", "2
           "--last-wbits", "8", "--abits", "8", "--optimizer", "sgd", "--weight-decay", "0", "--freeze-bn"]  # fmt: skip
 PTQ = ["--ratio", "0", "--prune-epochs", "0", "--epochs", "0", "--reg", "none"]
 DISTILL = ["--distill", "1", "--lr", "0.0003", "--warmup-epochs", "0.5"]
-PRUNE = ["--ratio", "0.5", "--method", "partial-l2", "--prune-lr", "0.0003", "--lam-p", "1"]
+PRUNE = ["--ratio", "0.5", "--method", "partial-l2", "--prune-lr", "0.0003", "--lam-p", "30000"]
 
 ROWS: dict[str, list[str]] = {
     "ptq-w8a8": ["--wbits", "8", *PTQ],
