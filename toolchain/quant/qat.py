@@ -32,6 +32,7 @@ from ..training.recipe import PenaltyRecipe, register_recipe
 from .config import QuantConfig
 from .prepare import calibrate, prepare_qat, weight_bits, weight_step
 from .regularizer import MODES, MSQERegularizer, quant_weight_layers
+from .steps import STEP_RULES, StepDrift, freeze_steps, refit_steps
 
 __all__ = ["QATConfig", "QATRecipe"]
 
@@ -49,6 +50,13 @@ class QATConfig(QuantConfig, TrainConfig):
         1e-2, "learning rate of α (SGD: relative to λ, the group's rate is alpha_lr/λ; AdamW: as is; no weight decay)"
     )
     step_grad: bool = opt(False, "let the regularizer's gradient reach the weight steps δ")
+    step_rule: str = opt(
+        "task",
+        "how the weight steps δ learn: task (from the task loss, LSQ-like) or refit (no gradient; re-fitted to the "
+        "weights by the closed-form MSQE minimiser every refit_every steps)",
+        choices=STEP_RULES,
+    )
+    refit_every: int = opt(1, "with step_rule = refit: re-fit the steps every N optimizer steps")
     keep_zeros: bool = opt(True, "weights that are exactly 0 in the float checkpoint (pruned) stay 0 (masks)")
     plot_layer: str | None = opt(None, "layer whose weight histogram is plotted (default: the largest inner one)")
     out_dir: str = opt("runs/qat", "output folder: config.toml, metrics.jsonl, last.pt, plots")
@@ -66,6 +74,8 @@ class QATConfig(QuantConfig, TrainConfig):
         self._check_choice("reg", MODES)
         self._check(self.lam > 0 and math.isfinite(self.lam), f"lam must be a positive number, got {self.lam}")
         self._check(self.alpha_lr >= 0, "alpha_lr must be ≥ 0")
+        self._check_choice("step_rule", STEP_RULES)
+        self._check(self.refit_every >= 1, f"refit_every must be ≥ 1, got {self.refit_every}")
 
 
 @register_recipe("qat")
@@ -85,6 +95,7 @@ class QATRecipe(PenaltyRecipe):
         self.regularizer: MSQERegularizer | None = None
         self.initial: dict[str, torch.Tensor] = {}
         self.masks = Masks([])
+        self.steps_done = 0  # optimizer steps taken (checkpointed: the refit schedule survives a resume)
 
     def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
         c = self.config
@@ -104,6 +115,10 @@ class QATRecipe(PenaltyRecipe):
             self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])
         self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
         self.initial = _snapshot(qat, self.layer)
+        named = quant_weight_layers(qat)
+        self.drift = StepDrift(named)
+        if c.step_rule == "refit":
+            freeze_steps([m for _, m in named])
         return qat
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
@@ -123,13 +138,24 @@ class QATRecipe(PenaltyRecipe):
     def after_step(self) -> None:
         self.masks.apply()
         super().after_step()
+        self.steps_done += 1
+        if self.config.step_rule == "refit" and self.steps_done % self.config.refit_every == 0:
+            refit_steps([m for _, m in self.drift.layers])
 
-    def eval_extras(self) -> dict[str, float]:
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "steps_done": self.steps_done}  # keeps the refit schedule on resume
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.steps_done = int(state.get("steps_done", 0))
+
+    def eval_extras(self) -> dict[str, Any]:
         assert self.regularizer is not None
         return {
             "pruned_weights": self.masks.pruned,
             "near_level_share": self.regularizer.near_level_share(),
             "alpha": self.regularizer.alpha.item(),
+            **self.drift.summary(),
         }
 
     def finish(self, out_dir: Path, model: nn.Module, records: list[dict[str, Any]]) -> dict[str, Any]:
