@@ -171,7 +171,7 @@ def report(paths: list[Path]) -> None:
         v = np.array([scale * r[key] for r in rs if r.get(key) is not None], dtype=float)
         if not len(v):
             return "–"
-        return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
+        return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1)).rstrip('×')}" if len(v) > 1 else "")
 
     head = ("row", "seeds", "top-1 %", "top-5 %", "Δ top-1 vs float", "top-1 agreement %", "logit SQNR dB",
             "sparsity %", "sidecar + graph KiB", "total ratio", "weights-only ratio", "latency vs FP32, batch 1",
@@ -185,8 +185,8 @@ def report(paths: list[Path]) -> None:
             r["speedup"] = r["latency_b1"]["speedup"]
         print(f"| {name} | {len(rs)} | {ms(rs, 'top1')} | {ms(rs, 'top5')} | {ms(rs, 'delta', fmt='{:+.1f}')} | "
               f"{ms(rs, 'top1_agreement', 100)} | {ms(rs, 'logit_sqnr_db')} | {ms(rs, 'weight_sparsity', 100)} | "
-              f"{ms(rs, 'kib', fmt='{:.0f}')} | {ms(rs, 'total_ratio', fmt='{:.2f}')}× | "
-              f"{ms(rs, 'weights_ratio', fmt='{:.2f}')}× | {ms(rs, 'speedup', fmt='{:.2f}')}× | "
+              f"{ms(rs, 'kib', fmt='{:.0f}')} | {ms(rs, 'total_ratio', fmt='{:.2f}×')} | "
+              f"{ms(rs, 'weights_ratio', fmt='{:.2f}×')} | {ms(rs, 'speedup', fmt='{:.2f}×')} | "
               f"{ms(rs, 'wall_s', 1 / 60, '{:.0f}')} min |")  # fmt: skip
 
 
