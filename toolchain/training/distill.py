@@ -44,7 +44,7 @@ class Objective:
             raise ToolchainError(
                 f"data set {bundle.name!r} has no labels: train on a teacher's outputs with --distill 1"
             )
-        if config.distill == 0:
+        if config.distill == 0 or config.epochs == 0:  # nothing to train: no teacher to build
             return cls(task, config)
         path = teacher_path(config)
         if path is None:
