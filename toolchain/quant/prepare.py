@@ -90,10 +90,14 @@ class ActQuant(nn.Module):
         return f"bits={self.bits}, signed={self.signed}"
 
 
+def weight_threshold(layer: Any) -> torch.Tensor:
+    """The learned threshold ``T = δ·L`` of a quant weight layer (the parameter behind :func:`weight_step`)."""
+    return layer.weight_quant.tensor_quant.scaling_impl.value
+
+
 def weight_step(layer: Any) -> torch.Tensor:
     """The step δ of a quant weight layer (scalar, or per output channel shaped for broadcasting)."""
-    threshold = layer.weight_quant.tensor_quant.scaling_impl.value
-    return threshold.abs() / max_level(weight_bits(layer))
+    return weight_threshold(layer).abs() / max_level(weight_bits(layer))
 
 
 def weight_bits(layer: Any) -> int:

@@ -18,9 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from .prepare import max_level, weight_bits, weight_step
+from .prepare import max_level, weight_bits, weight_step, weight_threshold
 from .quantizers import quantize_levels
 
 __all__ = ["STEP_RULES", "StepDrift", "freeze_steps", "refit_steps"]
@@ -28,14 +27,10 @@ __all__ = ["STEP_RULES", "StepDrift", "freeze_steps", "refit_steps"]
 STEP_RULES = ("task", "refit")
 
 
-def _threshold(layer: Any) -> nn.Parameter:
-    return layer.weight_quant.tensor_quant.scaling_impl.value
-
-
 def freeze_steps(layers: list[Any]) -> None:
     """Take the steps out of gradient descent (the ``refit`` rule sets them itself)."""
     for layer in layers:
-        _threshold(layer).requires_grad_(False)
+        weight_threshold(layer).requires_grad_(False)
 
 
 @torch.no_grad()
@@ -47,7 +42,7 @@ def refit_steps(layers: list[Any]) -> None:
         dims = tuple(range(1, w.ndim)) if step.ndim else tuple(range(w.ndim))
         qq = (q * q).sum(dims, keepdim=bool(step.ndim))
         fitted = torch.where(qq > 0, (w * q).sum(dims, keepdim=bool(step.ndim)) / qq.clamp_min(1e-12), step)
-        threshold = _threshold(layer)
+        threshold = weight_threshold(layer)
         threshold.copy_((fitted * max_level(bits)).reshape(threshold.shape).to(threshold.dtype))
 
 
