@@ -1,7 +1,10 @@
-"""Shared fixtures: fixed seeds, a subprocess runner for the CLI, and tiny generated data sets."""
+"""Shared fixtures: fixed seeds, a subprocess runner for the CLI, in-process help texts, tiny generated data sets;
+and the lanes: every ``distributed`` test is also ``heavy`` (left out of the default run, see pyproject.toml)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 import subprocess
@@ -24,6 +27,23 @@ def warm(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
     return model.eval()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("distributed"):
+            item.add_marker(pytest.mark.heavy)
+
+
+def help_text(*command: str) -> str:
+    """``toolchain COMMAND --help`` in this process (the parser is the console script's; no interpreter start)."""
+    from toolchain.cli.main import build_parser
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*command, "--help"])
+    assert exited.value.code == 0
+    return out.getvalue()
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)
@@ -44,9 +64,29 @@ def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subpro
     )
 
 
+def run_main(*args: str) -> subprocess.CompletedProcess[str]:
+    """``toolchain ARGS`` through the console script's ``main`` in this process, saving the 3–5 s interpreter and
+    torch start of :func:`run_cli`: exit status, stdout and stderr as a subprocess would give them."""
+    from toolchain.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["toolchain", *args]  # the report records the command line
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse: --help, usage errors
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(["toolchain", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def cli():
-    return run_cli
+    """The command line in this process (:func:`run_main`); tests of the entry point itself use :func:`run_cli`."""
+    return run_main
 
 
 def subprocess_env() -> dict[str, str]:
@@ -130,7 +170,7 @@ def lenet_checkpoints(tmp_path_factory) -> dict[str, Path]:
         config = QATConfig(float_checkpoint=str(paths["float"]), out_dir=str(root / name), epochs=0, wbits=wbits)
         train(config, recipe=QATRecipe(config), progress=False)
         paths[name] = root / name / "last.pt"
-        done = run_cli("export", str(paths[name]), "--out", str(root / name / "export"))
+        done = run_main("export", str(paths[name]), "--out", str(root / name / "export"))
         assert done.returncode == 0, done.stderr
         paths[f"{name}_onnx"] = root / name / "export" / "model.compressed.onnx"
     return paths

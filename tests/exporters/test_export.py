@@ -24,7 +24,11 @@ from tests.exporters.helpers import prepared, run_ort, sample
 from toolchain.agreement import compare, output_step
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
-ALL_MODELS = list_models()
+# Every registry model; the full-size (224×224) ones take seconds each and run in the heavy lane.
+ALL_MODELS = [
+    pytest.param(name, marks=pytest.mark.heavy) if get_model_spec(name).input_size > 32 else name
+    for name in list_models()
+]
 
 
 def _agreement(gm, built, source, x: torch.Tensor):

@@ -56,6 +56,7 @@ def test_imagenet_mobilenet_v2_classifies_chelsea_as_a_cat(imagenet_weights) -> 
     assert 281 <= top1 <= 285, f"chelsea classified as ImageNet class {top1}, not a cat (281-285)"
 
 
+@pytest.mark.heavy
 def test_imagenet_mobilenet_v2_post_training_quantization_keeps_the_cat(imagenet_weights, tmp_path) -> None:
     """The ImageNet checkpoint reaches W8A8 through the PTQ path, calibrated on crops of scikit-image's photos."""
     import skimage.data

@@ -16,7 +16,6 @@ import torch
 from tests.conftest import ROOT, subprocess_env
 
 
-@pytest.mark.slow
 def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch, capsys) -> None:
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- byo-example -->\s*```python\n(.*?)```\s*<!-- /byo-example -->", readme, re.S)
@@ -51,7 +50,7 @@ def _toolchain(*args: str, pythonpath: Path) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_compress_a_user_factory_from_its_own_weights(tmp_path: Path) -> None:
     (tmp_path / "mynets.py").write_text(MYNETS)
     sys.path.insert(0, str(tmp_path))
@@ -76,7 +75,7 @@ def test_compress_a_user_factory_from_its_own_weights(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "cannot import 'nowhere'" in missing.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_compress_the_imagenet_mobilenet_v2_on_an_imagenet_layout_folder(tmp_path: Path) -> None:
     """The documented ImageNet command, on a tiny generated folder (2 classes, 64×64 crops, a few steps)."""
     from PIL import Image

@@ -124,7 +124,7 @@ def _unlabelled(root: Path, n: int) -> Path:
     return root
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_compress_an_unlabelled_folder_by_distillation(tmp_path: Path) -> None:
     """The user's case: pretrained weights and a folder of unlabelled images, one command, a verified export."""
     from models import create_model

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import assert_resume_after_kill_matches, toolchain_cmd, torchrun_two_processes_in_step
+from tests.conftest import (
+    assert_resume_after_kill_matches,
+    help_text,
+    toolchain_cmd,
+    torchrun_two_processes_in_step,
+)
 from toolchain.config import TrainConfig
 from toolchain.quant.qat import QATConfig, QATRecipe
 from toolchain.training import load_checkpoint, train
@@ -59,10 +64,10 @@ def test_qat_cli_writes_metrics_and_plots(cli, float_ckpt: Path, tmp_path: Path)
     assert json.loads(evald.stdout.strip().splitlines()[-1])["top1"] == pytest.approx(result["top1"])
 
 
-def test_qat_help_documents_every_option(cli) -> None:
+def test_qat_help_documents_every_option() -> None:
     import dataclasses
 
-    text = cli("qat", "--help").stdout
+    text = help_text("qat")
     for field in dataclasses.fields(QATConfig):
         assert "--" + field.name.replace("_", "-") in text
 
@@ -103,7 +108,7 @@ def test_qat_requires_a_float_checkpoint(tmp_path: Path) -> None:
         train(config, recipe=QATRecipe(config), progress=False)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_qat_resume_after_kill_matches_uninterrupted_run(float_ckpt: Path, tmp_path: Path) -> None:
     """Also with distillation: the teacher is rebuilt from its weights on resume, not checkpointed."""
     args = ["qat", "--wbits", "3", "--epochs", "2", "--subset", "512", "--save-every", "3", "--no-progress",
@@ -112,7 +117,6 @@ def test_qat_resume_after_kill_matches_uninterrupted_run(float_ckpt: Path, tmp_p
     assert torch.equal(a["recipe_state"]["regularizer"]["alpha"], b["recipe_state"]["regularizer"]["alpha"])
 
 
-@pytest.mark.slow
 @pytest.mark.distributed
 def test_qat_under_torchrun_keeps_alpha_and_steps_identical(float_ckpt: Path, tmp_path: Path) -> None:
     """Each process distils from its own copy of the teacher; the students stay in step."""

@@ -76,6 +76,7 @@ def test_run_refuses_missing_and_unreadable_inputs(cli, lenet_checkpoints, tmp_p
         assert done.returncode == 2 and message in done.stderr
 
 
+@pytest.mark.heavy
 def test_run_upscales_with_a_super_resolution_export(cli, tmp_path: Path) -> None:
     from toolchain.config import TrainConfig
     from toolchain.quant.prepare import act_quantizers

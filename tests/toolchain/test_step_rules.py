@@ -32,7 +32,7 @@ def test_one_refit_never_increases_the_msqe() -> None:
     assert float(msqe()) <= before * (1 + 1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_steps_do_not_drift_under_a_stiff_pull_with_the_refit_rule(tmp_path: Path) -> None:
     train(TrainConfig(out_dir=str(tmp_path / "float"), epochs=30), progress=False)
     minima = {}

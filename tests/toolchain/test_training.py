@@ -51,7 +51,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
         load_checkpoint(bad)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
     """SIGKILL a run once it has checkpointed mid-way; resuming must end bit-identical to an uninterrupted run."""
     assert_resume_after_kill_matches(
@@ -72,7 +72,6 @@ def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
         train(TrainConfig(out_dir=str(tmp_path), epochs=1, subset=64, lr=0.01), resume=True, progress=False)
 
 
-@pytest.mark.slow
 @pytest.mark.distributed
 def test_torchrun_two_processes_stay_in_step(tmp_path: Path) -> None:
     evals = torchrun_two_processes_in_step(
