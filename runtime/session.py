@@ -53,13 +53,16 @@ class TensorInfo:
 
 
 def providers_for(device: str, allow_fallback: bool = False) -> list[str]:
-    """Execution providers for ``device``; CUDA needs onnxruntime-gpu unless CPU fallback is allowed."""
+    """Execution providers for ``device``: ``cpu``, ``cuda`` (needs onnxruntime-gpu unless CPU fallback is
+    allowed) or ``auto`` (CUDA when this onnxruntime has it, else CPU)."""
     import onnxruntime as ort
 
-    if device not in DEVICES:
-        raise ToolchainError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
-    wanted = DEVICES[device]
+    if device not in (*DEVICES, "auto"):
+        raise ToolchainError(f"unknown device {device!r}; choose from auto, {', '.join(DEVICES)}")
     available = ort.get_available_providers()
+    if device == "auto":
+        device = "cuda" if DEVICES["cuda"][0] in available else "cpu"
+    wanted = DEVICES[device]
     if wanted[0] not in available:
         if not allow_fallback:
             raise ToolchainError(
@@ -149,7 +152,7 @@ def load(
     allow_fallback: bool = False,
     session_options: Any = None,
 ) -> Model:
-    """Open ``path`` (standalone ``.onnx`` or a graph naming a sidecar) on ``device`` ("cpu" or "cuda")."""
+    """Open ``path`` (standalone ``.onnx`` or a graph naming a sidecar) on ``device`` ("auto", "cpu" or "cuda")."""
     import onnx
     import onnxruntime as ort
 

@@ -211,7 +211,7 @@ class TrainConfig(Config):
     model_args: dict[str, Any] = opt(
         None, "extra model constructor arguments, e.g. width_mult=0.5", default_factory=dict
     )
-    data: str = opt("digits", "data set name (see `toolchain data --list`)")
+    data: str = opt("digits", "data set name (see `toolchain data`)")
     data_dir: str | None = opt(None, "folder holding the data set's files (default: the data set's standard place)")
     data_args: dict[str, Any] = opt(
         None, "extra data-set arguments, e.g. scale=3 for super-resolution", default_factory=dict

@@ -11,7 +11,7 @@ or the path of an ImageNet-layout folder (DIR/{train,val}/<class>/<image>).
 
 Examples:
   toolchain compress --train-float --float-epochs 30 --ratio 0.7 --wbits 4 --epochs 10 --lr 0.05
-  toolchain compress --model mobilenet_v2 --weights mobilenet_v2-b0353104.pth --data /path/to/imagenet \\
+  toolchain compress --model mobilenet_v2 --float-checkpoint mobilenet_v2-b0353104.pth --data /path/to/imagenet \\
       --ratio 0.5 --prune-epochs 1 --wbits 4 --epochs 1
   PYTHONPATH=. toolchain compress --model mynets:small_cnn --data fashion-mnist --ratio 0.7
   toolchain compress --model mobilenet_v2_small --model-args width_mult=0.5 --data fashion-mnist \\
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..config import add_config_arguments
 
     add_config_arguments(p, CompressConfig)
-    p.add_argument("--weights", help="float weights to start from (a state dict .pth): same as --float-checkpoint")
+    p.add_argument("--weights", help=argparse.SUPPRESS)  # the older spelling of --float-checkpoint
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.add_argument("--json", action="store_true", help="print the phases' results as JSON")
 

@@ -20,9 +20,11 @@ HELP = "the main job on the embedded digits data: float -> prune -> QAT -> compr
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--epochs", type=int, default=30, help="float training epochs (default: 30)")
+    # The same names and meanings as `toolchain compress`: --epochs is the quant-aware phase (--qat-epochs, its
+    # older spelling here, still works).
+    p.add_argument("--float-epochs", type=int, default=30, help="float training epochs (default: 30)")
     p.add_argument("--prune-epochs", type=int, default=3, help="pruning-phase epochs (default: 3)")
-    p.add_argument("--qat-epochs", type=int, default=3, help="quant-aware training epochs (default: 3)")
+    p.add_argument("--epochs", "--qat-epochs", type=int, default=3, help="quant-aware training epochs (default: 3)")
     p.add_argument("--ratio", type=float, default=0.5, help="share of the prunable weights set to 0 (default: 0.5)")
     p.add_argument("--wbits", type=int, default=4, help="weight bits of the inner layers (default: 4)")
     p.add_argument("--abits", type=int, default=8, help="activation bits (default: 8)")
@@ -36,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = CompressConfig(
         out_dir=args.out_dir,
-        float_epochs=args.epochs,
+        float_epochs=args.float_epochs,
         prune_epochs=args.prune_epochs,
-        epochs=args.qat_epochs,
+        epochs=args.epochs,
         ratio=args.ratio,
         wbits=args.wbits,
         abits=args.abits,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from runtime import ToolchainError
 
-from .options import add_trusted_model
+from .options import add_device, add_trusted_model
 
 HELP = "top-1/top-5 (or PSNR) of a checkpoint on a data set; table or --json"
 
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data set name (default: the checkpoint's)")
     p.add_argument("--data-dir", help="data set folder (default: the checkpoint's)")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: 256)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="compute device")
+    add_device(p, "PyTorch")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -21,14 +21,14 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_trusted_model
+from .options import add_out_dir, add_trusted_model
 
 HELP = "export a quantized checkpoint to QDQ ONNX (standalone + sidecar) and check it in onnxruntime"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="quant-aware checkpoint written by `toolchain qat` (last.pt)")
-    p.add_argument("--out", type=Path, help="output folder (default: <checkpoint folder>/export)")
+    add_out_dir(p, "output folder (default: <checkpoint folder>/export)")
     p.add_argument("--name", default="model", help="file name stem of the artefacts (default: model)")
     p.add_argument("--no-sidecar", action="store_true", help="write only the standalone .onnx")
     p.add_argument("--data-dir", help="data set folder (default: the checkpoint's), used for the check batch")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = export_checkpoint(
         args.checkpoint,
-        args.out,
+        args.out_dir,
         name=args.name,
         sidecar=not args.no_sidecar,
         data_dir=args.data_dir,

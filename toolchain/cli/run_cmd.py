@@ -18,6 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..progress import bar_disable
+from .options import add_device, add_out_dir
+
 HELP = "run an exported model on images: top-k classes, or upscaled images (super-resolution)"
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -26,9 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="exported .onnx (standalone, or graph naming its sidecar)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
     p.add_argument("--top", type=int, default=5, help="classes to show per image (default: 5)")
-    p.add_argument("--out", type=Path, default=Path("upscaled"), help="folder for upscaled images (SR models)")
+    add_out_dir(p, "folder for upscaled images (SR models; default: upscaled)", Path("upscaled"))
     p.add_argument("--batch-size", type=int, default=32, help="images per onnxruntime call (default: 32)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="onnxruntime device (default: cpu)")
+    add_device(p, "onnxruntime")
     p.add_argument("--allow-cpu-fallback", action="store_true", help="run on CPU when CUDA is not available")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
 
@@ -87,7 +90,8 @@ def _classify(model: Any, paths: list[Path], spec: dict, names: list[str], args:
 
     from ..data.preprocess import prepare_image
 
-    for start in tqdm(range(0, len(paths), args.batch_size), desc="run", disable=args.json or len(paths) <= 1):
+    bar = bar_disable(not args.json and len(paths) > 1)
+    for start in tqdm(range(0, len(paths), args.batch_size), desc="run", disable=bar):
         chunk = paths[start : start + args.batch_size]
         x = torch.stack([prepare_image(_open(p), spec) for p in chunk]).numpy().astype(np.float32)
         logits = model.run(x)[0]
@@ -118,14 +122,14 @@ def _upscale(model: Any, paths: list[Path], spec: dict, args: argparse.Namespace
     from ..data.preprocess import prepare_image
 
     scale = int(spec["scale"])
-    for path in tqdm(paths, desc="upscale", disable=args.json or len(paths) <= 1):
+    for path in tqdm(paths, desc="upscale", disable=bar_disable(not args.json and len(paths) > 1)):
         img = _open(path).convert("RGB")
         y = prepare_image(img, spec)[None].numpy().astype(np.float32)
         hr_y = np.clip(model.run(y)[0][0, 0], 0.0, 1.0)
         size = (hr_y.shape[1], hr_y.shape[0])
         ycbcr = np.asarray(img.convert("YCbCr").resize(size, Image.Resampling.BICUBIC)).copy()
         ycbcr[..., 0] = np.round(hr_y * 255.0).astype(np.uint8)
-        out = args.out / f"{path.stem}_x{scale}.png"
+        out = args.out_dir / f"{path.stem}_x{scale}.png"
         _save_png(out, Image.fromarray(ycbcr, "YCbCr").convert("RGB"))
         print(json.dumps({"file": str(path), "output": str(out)}) if args.json else f"{path} -> {out}")
     return 0

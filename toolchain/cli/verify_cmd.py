@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_trusted_model
+from .options import add_device, add_trusted_model
 
 HELP = "accuracy and agreement of an exported model in onnxruntime vs PyTorch; non-zero exit on a missed threshold"
 
@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="exported .onnx (standalone, or graph naming its sidecar)")
     p.add_argument("--qat", type=Path, help="the quant-aware checkpoint the model was exported from")
     p.add_argument(
+        "--float-checkpoint",
         "--float",
         dest="float_checkpoint",
         type=Path,
@@ -35,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data set name (default: the model's)")
     p.add_argument("--data-dir", help="data set folder (default: the model's)")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: 256)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="onnxruntime device (default: cpu)")
+    add_device(p, "onnxruntime")
     p.add_argument("--allow-cpu-fallback", action="store_true", help="run on CPU when CUDA is not available")
     p.add_argument(
         "--max-drop", type=float, default=0.1, help="allowed top-1 (points) or PSNR (dB) loss vs QAT (default: 0.1)"

@@ -25,6 +25,7 @@ from runtime import ToolchainError
 
 from ..config import TrainConfig
 from ..data import BatchSource, DataBundle, load_dataset
+from ..progress import bar_disable
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from .distill import Objective, freeze_batch_norm
 from .distributed import DistEnv, gather_digests, init_distributed, shutdown_distributed
@@ -81,9 +82,8 @@ def evaluate(
     model.eval()
     sums: dict[str, float] = {}
     n = 0
-    for x, y in tqdm(
-        source.batches(batch_size), total=source.steps(batch_size), desc="eval", leave=False, disable=not progress
-    ):
+    batches = source.batches(batch_size)
+    for x, y in tqdm(batches, total=source.steps(batch_size), desc="eval", leave=False, disable=bar_disable(progress)):
         out = model(x.to(device)).float().cpu()
         if outputs is not None:
             outputs.append(out)
@@ -192,7 +192,7 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool, reci
             total=steps_per_epoch,
             initial=skip,
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not (progress and env.is_main),
+            disable=bar_disable(progress and env.is_main),
             dynamic_ncols=True,
         )
         for ep_step, (x, y) in enumerate(bar, start=skip):
