@@ -24,7 +24,7 @@ def test_parser_rejects_unknown_command() -> None:
 
 @pytest.mark.heavy
 def test_demo_runs_the_main_job(cli, tmp_path: Path) -> None:
-    done = cli("demo", "--out-dir", str(tmp_path), "--epochs", "8", "--prune-epochs", "1", "--qat-epochs", "1",
+    done = cli("demo", "--out-dir", str(tmp_path), "--float-epochs", "8", "--prune-epochs", "1", "--epochs", "1",
                "--no-progress")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "top-1" not in line]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime.session import providers_for
-from tests.conftest import help_text
+from tests.conftest import help_text, run_cli
 from toolchain.cli.main import COMMANDS, build_parser
 
 
@@ -69,7 +69,7 @@ def test_auto_device_runs_where_cuda_is_missing() -> None:
     assert providers_for("auto")[0] == ("CUDAExecutionProvider" if has_cuda else "CPUExecutionProvider")
 
 
-def test_progress_bars_stay_out_of_logs(cli, tmp_path: Path) -> None:
-    done = cli("train", "--epochs", "1", "--subset", "256", "--out-dir", str(tmp_path))  # stderr is a pipe
+def test_progress_bars_stay_out_of_logs(tmp_path: Path) -> None:
+    done = run_cli("train", "--epochs", "1", "--subset", "256", "--out-dir", str(tmp_path))  # stderr is a pipe
     assert done.returncode == 0, done.stderr[-2000:]
     assert "\r" not in done.stderr and "epoch 1/1" not in done.stderr
