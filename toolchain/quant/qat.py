@@ -52,7 +52,8 @@ class QATConfig(QuantConfig, TrainConfig):
         1e-2, "learning rate of α (SGD: relative to λ, the group's rate is alpha_lr/λ; AdamW: as is; no weight decay)"
     )
     alpha_start: float = opt(
-        0.0, "start α this many e-folds below balance: e^α₀ = e^(−alpha_start)·λ/R_n(W₀) (0: at balance; 4.6: 1 %)"
+        0.0,
+        "start α this many e-folds below balance: e^α₀ = e^(−alpha_start)·λ/R_n(W₀) (0: at balance; 4.6: a hundredth)",
     )
     alpha_update: str = opt(
         "optimizer",
@@ -123,6 +124,7 @@ class QATRecipe(PenaltyRecipe):
         self.steps_done = 0  # optimizer steps taken (checkpointed: the refit schedule survives a resume)
         self.alpha_rate = 0.0  # the rise update's constant rate (set in build)
         self.alpha_stopped: int | None = None  # the step at which the rise update froze α (alpha_stop)
+        self.near_level_start = math.nan  # share of weights within δ/10 of a level after calibration
 
     def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
         c = self.config
@@ -147,6 +149,7 @@ class QATRecipe(PenaltyRecipe):
         self.alpha_rate = c.alpha_start / (c.alpha_rise * total_steps) if c.alpha_start else c.alpha_lr
         if c.keep_zeros and self.float_weights:
             self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])
+        self.near_level_start = regularizer.near_level_share()
         self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
         self.initial = _snapshot(qat, self.layer)
         named = quant_weight_layers(qat)
@@ -207,6 +210,7 @@ class QATRecipe(PenaltyRecipe):
         return {
             "pruned_weights": self.masks.pruned,
             "near_level_share": self.regularizer.near_level_share(),
+            "near_level_share_start": self.near_level_start,
             "alpha": self.regularizer.alpha.item(),
             "alpha_capped_steps": int(self.regularizer.capped_steps),
             "alpha_stopped_step": self.alpha_stopped,
