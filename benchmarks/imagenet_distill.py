@@ -41,10 +41,13 @@ PRUNE = ["--ratio", "0.5", "--method", "partial-l2", "--prune-lr", "0.0003", "--
 ROWS: dict[str, list[str]] = {
     "ptq-w8a8": ["--wbits", "8", *PTQ],
     "ptq-w4a8": ["--wbits", "4", *PTQ],
+    "ptq-w4a8-dw8": ["--wbits", "4", "--depthwise-wbits", "8", *PTQ],
     "distill-w8a8": ["--wbits", "8", "--ratio", "0", "--prune-epochs", "0", "--epochs", "3", "--reg", "none",
                      *DISTILL],
     "distill-w4a8": ["--wbits", "4", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg", "none",
                      *DISTILL],
+    "distill-w4a8-dw8": ["--wbits", "4", "--depthwise-wbits", "8", "--ratio", "0", "--prune-epochs", "0", "--epochs",
+                         "6", "--reg", "none", *DISTILL],
     "distill-w4a8-bn-train": ["--wbits", "4", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg",
                               "none", *DISTILL, "--no-freeze-bn"],
     "distill-w4a8-msqe": ["--wbits", "4", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg", "msqe",

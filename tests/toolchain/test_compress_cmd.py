@@ -107,6 +107,10 @@ def test_the_report_links_readable_plots_and_holds_the_tables(compressed) -> Non
     for heading in ("## Summary", "## Per-layer compression", "## Training curves", "## Configuration"):
         assert heading in report
     assert "| onnxruntime |" in report and "| features.3.weight |" in report and "toolchain compress" in report
+    dynamics = report.split("## What the MSQE regularizer did")[1].split("##")[0]
+    rows = [r.split("|") for r in dynamics.splitlines() if r.startswith("| start") or r.startswith("| 1 ")]
+    assert [r[1].strip() for r in rows] == ["start", "1"]  # the calibrated start, then the one QAT epoch
+    assert all(r[6].strip().endswith("%") for r in rows)  # the near-level share, measured
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert {"layers.png", "prune/pruning.png", "qat/convergence.png", "qat/weights.png"} <= set(images)
     for rel in images:

@@ -49,6 +49,15 @@ def test_fashion_mnist_from_idx_files(fake_fashion: Path) -> None:
     assert b.class_names[9] == "Ankle boot"
 
 
+def test_fashion_mnist_holdout_evaluates_on_unseen_training_images(fake_fashion: Path) -> None:
+    full = load_dataset("fashion-mnist", str(fake_fashion))
+    b = load_dataset("fashion-mnist", str(fake_fashion), holdout=15)
+    assert (len(b.train), len(b.test)) == (35, 15)
+    assert torch.equal(b.train.images, full.train.images[:35]) and torch.equal(b.test.images, full.train.images[35:])
+    with pytest.raises(DataError, match="holdout"):
+        load_dataset("fashion-mnist", str(fake_fashion), holdout=50)
+
+
 def test_fashion_mnist_missing_folder_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist", str(tmp_path / "nope"))

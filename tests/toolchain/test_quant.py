@@ -72,6 +72,18 @@ def test_bit_widths_first_last_and_overrides() -> None:
     assert set(bits[n] for n in names[1:-1] if n != "features.1.conv.1") == {3}
 
 
+def test_depthwise_layers_can_keep_more_bits() -> None:
+    model = create_model("mobilenet_v2_tiny")
+    depthwise = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1}
+    qat = prepare_qat(model, QuantConfig(wbits=4, depthwise_wbits=8, layer_wbits={"features.1.conv.0.0": 6}))
+    bits = {n: int(m.weight_quant.bit_width()) for n, m in quant_weight_layers(qat)}
+    names = list(bits)
+    assert depthwise and depthwise <= set(bits) and "features.1.conv.0.0" in depthwise
+    assert bits["features.1.conv.0.0"] == 6  # an explicit override wins
+    assert {bits[n] for n in depthwise - {"features.1.conv.0.0"}} == {8}
+    assert {bits[n] for n in names[1:-1] if n not in depthwise} == {4}
+
+
 def test_activation_signs() -> None:
     qat = prepare_qat(create_model("mobilenet_v2_tiny"), QuantConfig())
     quants = dict(act_quantizers(qat))

@@ -52,19 +52,27 @@ def _find(folder: Path, stem: str) -> Path:
 
 
 @register_dataset("fashion-mnist", "Fashion-MNIST IDX files, 28×28 grey, 10 classes")
-def load_fashion_mnist(data_dir: str | None = None, subset: int | None = None) -> DataBundle:
+def load_fashion_mnist(data_dir: str | None = None, subset: int | None = None, holdout: int | str = 0) -> DataBundle:
+    """``holdout=N`` (``--data-args holdout=N``): the last N training images become the evaluation split and are
+    never trained on; the test set is not read. For choosing settings without looking at the reported numbers."""
     folder = Path(data_dir or DEFAULT_DIR)
     if not folder.is_dir():
         raise DataError(f"Fashion-MNIST folder {folder} does not exist; {HOW_TO_GET}")
+    try:
+        held = int(holdout)
+    except ValueError:
+        raise DataError(f"holdout must be a whole number of images, got {holdout!r}") from None
 
-    def split(prefix: str, limit: int | None) -> ArraySource:
+    def read(prefix: str) -> tuple[np.ndarray, np.ndarray]:
         images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"), 3)
         labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"), 1)
         if len(images) != len(labels):
             raise DataError(f"{folder}: {prefix} has {len(images)} images but {len(labels)} labels")
         if labels.max(initial=0) >= len(CLASSES):
             raise DataError(f"{folder}: {prefix} labels exceed {len(CLASSES) - 1} (corrupt?)")
-        images, labels = images[:limit], labels[:limit]
+        return images, labels
+
+    def source(images: np.ndarray, labels: np.ndarray) -> ArraySource:
         return ArraySource(
             torch.from_numpy(images.copy())[:, None],
             torch.from_numpy(labels.astype(np.int64)),
@@ -74,11 +82,17 @@ def load_fashion_mnist(data_dir: str | None = None, subset: int | None = None) -
             flip=True,
         )
 
+    images, labels = read("train")
+    if not 0 <= held < len(images):
+        raise DataError(f"holdout must be 0 … {len(images) - 1} of the {len(images)} training images, got {held}")
+    cut = len(images) - held
+    test = source(images[cut:], labels[cut:]) if held else source(*read("t10k"))
+    train = source(images[:cut][:subset], labels[:cut][:subset])
     return DataBundle(
         "fashion-mnist",
         "classification",
-        split("train", subset),
-        split("t10k", None),
+        train,
+        test,
         in_chans=1,
         input_size=28,
         num_classes=10,

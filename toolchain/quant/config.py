@@ -28,6 +28,11 @@ class QuantConfig(Config):
         "signed would waste one of the 8 bits), auto (unsigned for super-resolution data, else signed)",
         choices=IO_SIGNS,
     )
+    depthwise_wbits: int = opt(
+        0,
+        "weight bits of depthwise convolutions (one filter per channel: few weights, each carrying a whole channel; "
+        "0: the inner layers' wbits). layer_wbits and the first/last layer settings take precedence",
+    )
     per_channel: bool = opt(True, "one learnable weight step per output channel (else one per layer)")
     layer_wbits: dict[str, Any] = opt(
         None, "per-layer weight bits by module name, e.g. features.1.conv.0.0=8", default_factory=dict
@@ -38,6 +43,10 @@ class QuantConfig(Config):
         for name in ("wbits", "abits", "first_wbits", "last_wbits", "io_abits"):
             value = getattr(self, name)
             self._check(isinstance(value, int) and value in BITS_RANGE, f"{name} must be 2…8 bits, got {value!r}")
+        self._check(
+            self.depthwise_wbits == 0 or self.depthwise_wbits in BITS_RANGE,
+            f"depthwise_wbits must be 0 (as wbits) or 2…8 bits, got {self.depthwise_wbits!r}",
+        )
         for layer, bits in self.layer_wbits.items():
             self._check(isinstance(bits, int) and bits in BITS_RANGE, f"layer_wbits[{layer!r}] must be 2…8")
         self._check(self.calib_batches >= 1, "calib_batches must be ≥ 1")

@@ -232,14 +232,22 @@ def _swap_weighted(float_layer: Any, bits: int, per_channel: bool) -> nn.Module:
     return new.to(w.device)
 
 
-def _weight_bits_for(name: str, order: int, count: int, config: QuantConfig) -> int:
+def _weight_bits_for(name: str, layer: nn.Module, order: int, count: int, config: QuantConfig) -> int:
+    """By precedence: ``layer_wbits[name]``, first/last layer bits, ``depthwise_wbits``, ``wbits``."""
     if name in config.layer_wbits:
         return int(config.layer_wbits[name])
     if order == 0:
         return config.first_wbits
     if order == count - 1:
         return config.last_wbits
+    if config.depthwise_wbits and _is_depthwise(layer):
+        return config.depthwise_wbits
     return config.wbits
+
+
+def _is_depthwise(layer: nn.Module) -> bool:
+    """A convolution with one filter group per input channel."""
+    return isinstance(layer, nn.Conv2d) and layer.groups > 1 and layer.groups == layer.in_channels
 
 
 def prepare_qat(model: nn.Module, config: QuantConfig) -> fx.GraphModule:
@@ -263,7 +271,7 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> fx.GraphModule:
     weighted = [n for n in nodes if (r := rules[n]) is not None and r.kind == "weighted"]
     for i, node in enumerate(weighted):
         name = str(node.target)
-        bits = _weight_bits_for(name, i, len(weighted), config)
+        bits = _weight_bits_for(name, gm.get_submodule(name), i, len(weighted), config)
         _set_submodule(gm, name, _swap_weighted(gm.get_submodule(name), bits, config.per_channel))
 
     unsigned: dict[fx.Node, bool] = {}

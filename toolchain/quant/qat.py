@@ -34,7 +34,9 @@ from .prepare import calibrate, prepare_qat, weight_bits, weight_step
 from .regularizer import MODES, MSQERegularizer, quant_weight_layers
 from .steps import STEP_RULES, StepDrift, freeze_steps, refit_steps
 
-__all__ = ["QATConfig", "QATRecipe"]
+__all__ = ["ALPHA_UPDATES", "QATConfig", "QATRecipe"]
+
+ALPHA_UPDATES = ("optimizer", "rise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,14 +51,33 @@ class QATConfig(QuantConfig, TrainConfig):
     alpha_lr: float = opt(
         1e-2, "learning rate of α (SGD: relative to λ, the group's rate is alpha_lr/λ; AdamW: as is; no weight decay)"
     )
+    alpha_start: float = opt(
+        0.0,
+        "start α this many e-folds below balance: e^α₀ = e^(−alpha_start)·λ/R_n(W₀) (0: at balance; 4.6: a hundredth)",
+    )
+    alpha_update: str = opt(
+        "optimizer",
+        "how the learnable α moves: optimizer (in the main optimizer: momentum, cosine decay, rate alpha_lr) or rise "
+        "(plain gradient steps at a constant rate, clipped to ±rate per step; the rate is set by alpha_rise when "
+        "alpha_start > 0, else alpha_lr)",
+        choices=ALPHA_UPDATES,
+    )
+    alpha_rise: float = opt(
+        0.5, "with alpha_update = rise and alpha_start > 0: the share of the training steps α takes to climb to balance"
+    )
+    alpha_stop: float = opt(
+        0.99, "with alpha_update = rise: freeze α once this share of weights lies within δ/10 of its level (> 1: never)"
+    )
     step_grad: bool = opt(False, "let the regularizer's gradient reach the weight steps δ")
     step_rule: str = opt(
         "task",
-        "how the weight steps δ learn: task (from the task loss, LSQ-like) or refit (no gradient; re-fitted to the "
-        "weights by the closed-form MSQE minimiser every refit_every steps)",
+        "how the weight steps δ learn: task (from the task loss, LSQ-like), refit (no gradient; re-fitted to the "
+        "weights by the closed-form MSQE minimiser every refit_every steps) or msqe (no task gradient; one "
+        "curvature-scaled gradient step on the MSQE per optimizer step, at rate step_lr)",
         choices=STEP_RULES,
     )
     refit_every: int = opt(1, "with step_rule = refit: re-fit the steps every N optimizer steps")
+    step_lr: float = opt(0.1, "with step_rule = msqe: the steps' constant rate (1 = a full re-fit every step)")
     keep_zeros: bool = opt(True, "weights that are exactly 0 in the float checkpoint (pruned) stay 0 (masks)")
     plot_layer: str | None = opt(None, "layer whose weight histogram is plotted (default: the largest inner one)")
     out_dir: str = opt("runs/qat", "output folder: config.toml, metrics.jsonl, last.pt, plots")
@@ -76,6 +97,11 @@ class QATConfig(QuantConfig, TrainConfig):
         self._check(self.alpha_lr >= 0, "alpha_lr must be ≥ 0")
         self._check_choice("step_rule", STEP_RULES)
         self._check(self.refit_every >= 1, f"refit_every must be ≥ 1, got {self.refit_every}")
+        self._check(0 < self.step_lr <= 1, f"step_lr must be in (0, 1], got {self.step_lr}")
+        self._check(math.isfinite(self.alpha_start) and self.alpha_start >= 0, "alpha_start must be ≥ 0 e-folds")
+        self._check_choice("alpha_update", ALPHA_UPDATES)
+        self._check(0 < self.alpha_rise <= 1, f"alpha_rise must be in (0, 1], got {self.alpha_rise}")
+        self._check(self.alpha_stop > 0, f"alpha_stop must be > 0, got {self.alpha_stop}")
 
 
 @register_recipe("qat")
@@ -96,6 +122,9 @@ class QATRecipe(PenaltyRecipe):
         self.initial: dict[str, torch.Tensor] = {}
         self.masks = Masks([])
         self.steps_done = 0  # optimizer steps taken (checkpointed: the refit schedule survives a resume)
+        self.alpha_rate = 0.0  # the rise update's constant rate (set in build)
+        self.alpha_stopped: int | None = None  # the step at which the rise update froze α (alpha_stop)
+        self.near_level_start = math.nan  # share of weights within δ/10 of a level after calibration
 
     def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
         c = self.config
@@ -110,14 +139,22 @@ class QATRecipe(PenaltyRecipe):
         # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
         batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
         calibrate(qat, (x.to(env.device) for x, _ in itertools.islice(batches, c.calib_batches)))
-        self.attach(MSQERegularizer(qat, c.lam, c.reg, c.step_grad).to(env.device))
+        regularizer = MSQERegularizer(qat, c.lam, c.reg, c.step_grad)
+        if c.alpha_start:
+            regularizer.reset_alpha(below=c.alpha_start)
+        if c.alpha_update == "rise":
+            regularizer.alpha.requires_grad_(False)  # moved by relax_alpha, not by autograd and the optimizer
+        self.attach(regularizer.to(env.device))
+        total_steps = max(1, bundle.train.steps(c.batch_size, world=env.world) * c.epochs)
+        self.alpha_rate = c.alpha_start / (c.alpha_rise * total_steps) if c.alpha_start else c.alpha_lr
         if c.keep_zeros and self.float_weights:
             self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])
+        self.near_level_start = regularizer.near_level_share()
         self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
         self.initial = _snapshot(qat, self.layer)
         named = quant_weight_layers(qat)
         self.drift = StepDrift(named)
-        if c.step_rule == "refit":
+        if c.step_rule in ("refit", "msqe"):
             freeze_steps([m for _, m in named])
         return qat
 
@@ -132,29 +169,51 @@ class QATRecipe(PenaltyRecipe):
             {"params": decay, "weight_decay": self.config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        groups += coefficient_group(self.regularizer, self.config.optimizer, self.config.alpha_lr)
+        if self.config.alpha_update == "optimizer":
+            groups += coefficient_group(self.regularizer, self.config.optimizer, self.config.alpha_lr)
         return groups
 
     def after_step(self) -> None:
+        c, reg = self.config, self.regularizer
+        assert reg is not None
         self.masks.apply()
-        super().after_step()
         self.steps_done += 1
-        if self.config.step_rule == "refit" and self.steps_done % self.config.refit_every == 0:
-            refit_steps([m for _, m in self.drift.layers])
+        if c.alpha_update == "rise" and self.alpha_stopped is None:
+            reg.relax_alpha(self.alpha_rate)
+            if reg.kind == "learned" and reg.near_level_share() >= c.alpha_stop:
+                self.alpha_stopped = self.steps_done  # the runaway policy: nearly all weights are on their levels
+        super().after_step()  # the stability cap, after every way α can move
+        layers = [m for _, m in self.drift.layers]
+        if c.step_rule == "refit" and self.steps_done % c.refit_every == 0:
+            refit_steps(layers)
+        elif c.step_rule == "msqe":
+            refit_steps(layers, rate=c.step_lr)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "steps_done": self.steps_done}  # keeps the refit schedule on resume
+        assert self.regularizer is not None
+        return {  # the refit schedule and the coefficient's policy survive a resume
+            **super().state_dict(),
+            "steps_done": self.steps_done,
+            "alpha_stopped": self.alpha_stopped,
+            "alpha_capped_steps": int(self.regularizer.capped_steps),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.steps_done = int(state.get("steps_done", 0))
+        self.alpha_stopped = state.get("alpha_stopped")
+        if self.regularizer is not None:
+            self.regularizer.capped_steps.fill_(int(state.get("alpha_capped_steps", 0)))
 
     def eval_extras(self) -> dict[str, Any]:
         assert self.regularizer is not None
         return {
             "pruned_weights": self.masks.pruned,
             "near_level_share": self.regularizer.near_level_share(),
+            "near_level_share_start": self.near_level_start,
             "alpha": self.regularizer.alpha.item(),
+            "alpha_capped_steps": int(self.regularizer.capped_steps),
+            "alpha_stopped_step": self.alpha_stopped,
             **self.drift.summary(),
         }
 

@@ -9,6 +9,12 @@ Step rules, by name (``--step-rule``):
   closed-form MSQE minimiser for fixed levels, ``δ = Σ w·q / Σ q²`` with ``q = clip(round(w/δ), −L, L)``, per
   output channel (or per layer with ``--no-per-channel``). The paper's earlier version: each layer's step is
   "optimized in training to minimize the MSQE". One re-fit never increases the MSQE.
+* ``msqe``  – δ takes no task gradient; after every optimizer step it takes one gradient step on the MSQE of its own
+  weights, ``R_c(δ) = mean (w − δq)²`` with the levels q held, at its own constant rate ``step_lr``. The gradient is
+  scaled by the inverse of R_c's curvature (``2 Σq² / n``, a constant for fixed levels) instead of LSQ's heuristic
+  ``1/√(n·Q_p)``: that makes the update ``δ ← δ + step_lr · (δ_fit − δ)``, free of the weights' scale and of the layer's
+  size, so one rate suits every layer. ``step_lr = 1`` is the ``refit`` rule; smaller rates let δ follow the weights
+  with a lag of about ``1/step_lr`` steps.
 
 :class:`StepDrift` measures, per layer, the median ``δ/δ₀`` and ``‖w‖/‖w₀‖`` against the start of training.
 """
@@ -24,18 +30,19 @@ from .quantizers import quantize_levels
 
 __all__ = ["STEP_RULES", "StepDrift", "freeze_steps", "refit_steps"]
 
-STEP_RULES = ("task", "refit")
+STEP_RULES = ("task", "refit", "msqe")
 
 
 def freeze_steps(layers: list[Any]) -> None:
-    """Take the steps out of gradient descent (the ``refit`` rule sets them itself)."""
+    """Take the steps out of gradient descent (the ``refit`` and ``msqe`` rules set them themselves)."""
     for layer in layers:
         weight_threshold(layer).requires_grad_(False)
 
 
 @torch.no_grad()
-def refit_steps(layers: list[Any]) -> None:
-    """One closed-form MSQE re-fit of every layer's step(s): ``δ = Σ w·q / Σ q²`` over each step's weights."""
+def refit_steps(layers: list[Any], rate: float = 1.0) -> None:
+    """Move every layer's step(s) ``rate`` of the way to the closed-form MSQE fit ``δ_fit = Σ w·q / Σ q²`` over each
+    step's weights (``rate = 1``: a full re-fit; smaller: one curvature-scaled gradient step on the MSQE)."""
     for layer in layers:
         w, step, bits = layer.weight, weight_step(layer), weight_bits(layer)
         q = quantize_levels(w, step, bits)
@@ -43,7 +50,8 @@ def refit_steps(layers: list[Any]) -> None:
         qq = (q * q).sum(dims, keepdim=bool(step.ndim))
         fitted = torch.where(qq > 0, (w * q).sum(dims, keepdim=bool(step.ndim)) / qq.clamp_min(1e-12), step)
         threshold = weight_threshold(layer)
-        threshold.copy_((fitted * max_level(bits)).reshape(threshold.shape).to(threshold.dtype))
+        moved = step + rate * (fitted - step)
+        threshold.copy_((moved * max_level(bits)).reshape(threshold.shape).to(threshold.dtype))
 
 
 class StepDrift:

@@ -8,6 +8,8 @@ are linked by relative path, so the folder can be moved or zipped as it is.
 
 from __future__ import annotations
 
+import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ from runtime import atomic_write_text
 from ..config import dumps_toml
 from .plots import plot_layers
 
-__all__ = ["write_report"]
+__all__ = ["qat_dynamics", "write_report"]
 
 CURVES = (
     ("prune/pruning.png", "Pruning phase: β, the coefficient e^β, the partial L2 term P_r and the task loss"),
@@ -80,6 +82,7 @@ def write_report(out_dir: Path, config: Any, results: dict[str, Any], table: str
     for rel, caption in CURVES:
         if (out_dir / rel).is_file():
             lines += [f"{caption}:", "", f"![{caption}]({rel})", ""]
+    lines += qat_dynamics(out_dir / "qat" / "metrics.jsonl")
     kernels = ", ".join(f"{k} {v}" for k, v in sorted(export["integer_kernels"].items()))
     floats = ", ".join(f"{k} {v}" for k, v in export["float_kernels"].items())
     lines += [
@@ -109,3 +112,44 @@ def _float_agreement(fa: dict[str, float]) -> list[str]:
         f"{100 * fa['top1_agreement']:.1f} %, logit SQNR {fa['logit_sqnr_db']:.1f} dB.",
         "",
     ]
+
+
+def qat_dynamics(metrics: Path) -> list[str]:
+    """What the MSQE regularizer did during QAT, read from the phase's ``metrics.jsonl``: per epoch, α and e^α, R_n,
+    the share of weights within δ/10 of their level, the steps against their start (δ/δ₀) and the weight norms."""
+    if not metrics.is_file():
+        return []
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    steps = [r for r in records if "msqe" in r and r.get("phase") != "eval"]
+    evals = [r for r in records if r.get("phase") == "eval" and "near_level_share" in r]
+    if not evals:
+        return []
+    lines = [
+        "## What the MSQE regularizer did",
+        "",
+        "| epoch | top-1 % | α | e^α | R_n | weights within δ/10 of a level | δ/δ₀ median (min) | ‖w‖/‖w₀‖ median |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    start = evals[0].get("near_level_share_start")
+    if start is not None and steps:
+        first = steps[0]
+        lines.append(f"| start | – | {first['alpha']:.2f} | {math.exp(first['alpha']):.3g} | {first['msqe']:.3g} | "
+                     f"{100 * start:.0f} % | 1 | 1 |")  # fmt: skip
+    for e in evals:
+        last = [r for r in steps if r["step"] <= e["step"]][-1:] or [{}]
+        r_n = f"{last[0]['msqe']:.3g}" if "msqe" in last[0] else "–"
+        top1 = f"{e['top1']:.2f}" if "top1" in e else "–"
+        lines.append(
+            f"| {e['epoch']} | {top1} | {e['alpha']:.2f} | {math.exp(e['alpha']):.3g} | {r_n} | "
+            f"{100 * e['near_level_share']:.0f} % | {e.get('step_ratio_median', 1):.3f} "
+            f"({e.get('step_ratio_min', 1):.3f}) | {e.get('norm_ratio_median', 1):.3f} |"
+        )
+    final = evals[-1]
+    notes = []
+    if final.get("alpha_stopped_step") is not None:
+        notes.append(f"α stopped rising at step {final['alpha_stopped_step']} (nearly all weights on their levels)")
+    if final.get("alpha_capped_steps"):
+        notes.append(f"the stability cap on α bound on {final['alpha_capped_steps']} steps")
+    if notes:
+        lines += ["", "; ".join(notes).capitalize() + "."]
+    return [*lines, ""]

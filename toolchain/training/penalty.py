@@ -9,7 +9,15 @@ it; the ``−λα`` term keeps α from running to −∞. λ is in units of the 
 * ``fixed``   – α frozen at α₀ (a fixed coefficient ``λ / R(W₀)``);
 * ``off``     – no penalty; R is still measured and logged.
 
-Give α its own optimizer group without weight decay (:func:`coefficient_group`).
+α moves in one of two ways (``--alpha-update``):
+
+* ``optimizer`` – α sits in the main optimizer in a group of its own without weight decay
+  (:func:`coefficient_group`), so it shares the momentum and the cosine decay of the weights;
+* ``rise`` – α is outside the optimizer; after every step :meth:`LearnedPenalty.relax_alpha` moves it by plain
+  gradient descent on C at a constant rate: ``α += η · clip(1 − e^α R / λ, −1, 1)`` (the gradient divided by λ, and
+  clipped so that α moves at most η per step). Started ``k`` e-folds below balance (:meth:`reset_alpha`), α climbs
+  at about η per step and meets the balance after roughly ``k/η`` steps: the pull rises from weak to full during
+  training instead of starting at full strength.
 
 **Stability cap.** Both terms we use are ``R = (1/N) Σ (w − t)²`` for targets t held constant (the level, or 0), so
 the penalty's curvature per weight is ``k = 2 e^α / N``. SGD with Nesterov momentum (ours; rate η, momentum μ) on a
@@ -45,25 +53,37 @@ class LearnedPenalty(nn.Module):
         self.lam, self.kind = lam, kind
         self.alpha = nn.Parameter(torch.zeros(()), requires_grad=kind == "learned")
         self.max_alpha = math.inf  # see stability_cap
+        self.capped_steps = torch.zeros((), dtype=torch.long)  # how often clamp_alpha bound (no device sync)
+        self.last_measure: torch.Tensor | None = None  # R at the last forward (detached), for relax_alpha
 
     def measure(self) -> torch.Tensor:
         """R(W), differentiable in the weights."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def reset_alpha(self) -> None:
-        """α₀ = log(λ / R(W₀)): start at balance."""
+    def reset_alpha(self, below: float = 0.0) -> None:
+        """α₀ = log(λ / R(W₀)) − ``below``: at balance, or ``below`` e-folds under it."""
         r = float(self.measure())
-        self.alpha.fill_(min(math.log(self.lam / max(r, 1e-30)), self.max_alpha))
+        self.alpha.fill_(min(math.log(self.lam / max(r, 1e-30)) - below, self.max_alpha))
 
     @torch.no_grad()
     def clamp_alpha(self) -> None:
-        """Keep α at or under ``max_alpha`` (call after each optimizer step)."""
+        """Keep α at or under ``max_alpha`` (call after each optimizer step); counts the steps where it binds."""
         if math.isfinite(self.max_alpha):
+            self.capped_steps = self.capped_steps.to(self.alpha.device) + (self.alpha > self.max_alpha).long()
             self.alpha.clamp_(max=self.max_alpha)  # in place, no device sync
+
+    @torch.no_grad()
+    def relax_alpha(self, rate: float) -> None:
+        """One plain gradient step of α on the cost, relative to λ and clipped to ±``rate`` (the ``rise`` update)."""
+        if self.last_measure is None or self.kind != "learned":
+            return
+        excess = torch.exp(self.alpha) * self.last_measure / self.lam - 1.0
+        self.alpha.sub_(rate * excess.clamp(-1.0, 1.0))
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.measure()
+        self.last_measure = r.detach()
         if self.kind == "off":
             return torch.zeros((), device=r.device), r.detach()
         penalty = torch.exp(self.alpha) * r

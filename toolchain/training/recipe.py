@@ -92,6 +92,7 @@ class PenaltyRecipe(Recipe):
         c = self.config
         regularizer.max_alpha = stability_cap(regularizer.count, c.optimizer, c.lr, c.momentum)
         regularizer.clamp_alpha()
+        regularizer.capped_steps.zero_()  # count training steps only, not a start above the cap
         self.regularizer = regularizer
         return regularizer
 
