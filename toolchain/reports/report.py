@@ -151,5 +151,5 @@ def qat_dynamics(metrics: Path) -> list[str]:
     if final.get("alpha_capped_steps"):
         notes.append(f"the stability cap on α bound on {final['alpha_capped_steps']} steps")
     if notes:
-        lines += ["", "; ".join(notes).capitalize() + "."]
+        lines += ["", "; ".join(notes) + "."]
     return [*lines, ""]
