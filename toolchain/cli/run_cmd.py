@@ -85,15 +85,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _classify(model: Any, paths: list[Path], spec: dict, names: list[str], args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
     from tqdm import tqdm
 
-    from ..data.preprocess import prepare_image
+    from runtime.preprocess import prepare_image
 
     bar = bar_disable(not args.json and len(paths) > 1)
     for start in tqdm(range(0, len(paths), args.batch_size), desc="run", disable=bar):
         chunk = paths[start : start + args.batch_size]
-        x = torch.stack([prepare_image(_open(p), spec) for p in chunk]).numpy().astype(np.float32)
+        x = np.stack([prepare_image(_open(p), spec) for p in chunk])
         logits = model.run(x)[0]
         probs = np.exp(logits - logits.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)
@@ -119,12 +118,12 @@ def _upscale(model: Any, paths: list[Path], spec: dict, args: argparse.Namespace
     from PIL import Image
     from tqdm import tqdm
 
-    from ..data.preprocess import prepare_image
+    from runtime.preprocess import prepare_image
 
     scale = int(spec["scale"])
     for path in tqdm(paths, desc="upscale", disable=bar_disable(not args.json and len(paths) > 1)):
         img = _open(path).convert("RGB")
-        y = prepare_image(img, spec)[None].numpy().astype(np.float32)
+        y = prepare_image(img, spec)[None]
         hr_y = np.clip(model.run(y)[0][0, 0], 0.0, 1.0)
         size = (hr_y.shape[1], hr_y.shape[0])
         ycbcr = np.asarray(img.convert("YCbCr").resize(size, Image.Resampling.BICUBIC)).copy()

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, imagenet_eval, normalise
+
 from .registry import DataBundle, DataError, SourceBase, batch_seed, register_dataset, shard_order
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FolderSource", "PhotoSource", "eval_transform", "load_image", "to_tensor"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 
 
@@ -49,22 +49,14 @@ def load_image(path: Path):  # -> PIL.Image.Image
 
 
 def to_tensor(img, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:  # img: PIL.Image.Image
-    """HWC uint8 → normalised CHW float32."""
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    """HWC uint8 → normalised CHW float32 (:func:`runtime.preprocess.normalise`)."""
+    return torch.from_numpy(normalise(np.asarray(img), mean, std))
 
 
 def eval_transform(img, size: int = 224) -> torch.Tensor:
-    """Resize shorter side to size·256/224, centre-crop ``size``, normalise."""
-    from PIL import Image
-
-    short = round(size * 256 / 224)
-    w, h = img.size
-    scale = short / min(w, h)
-    img = img.resize((max(short, round(w * scale)), max(short, round(h * scale))), Image.Resampling.BILINEAR)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return to_tensor(img.crop((left, top, left + size, top + size)))
+    """Resize shorter side to size·256/224, centre-crop ``size``, normalise: the deployment's own
+    :func:`runtime.preprocess.imagenet_eval`, so training and ``toolchain run`` prepare images identically."""
+    return torch.from_numpy(imagenet_eval(img, size))
 
 
 def train_transform(img, size: int, rng: np.random.Generator) -> torch.Tensor:

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from runtime.preprocess import luma
+
 from .image_folder import IMAGE_EXTENSIONS, load_image
 from .registry import DataBundle, DataError, SourceBase, batch_seed, register_dataset
 
@@ -46,12 +48,9 @@ SCALES = (2, 3, 4)
 
 
 def rgb_to_y(img: np.ndarray) -> torch.Tensor:
-    """uint8 RGB (H, W, 3) or grey (H, W) → BT.601 luma in [16/255, 235/255] as float32 (H, W)."""
-    x = np.asarray(img, dtype=np.float32) / 255.0
-    if x.ndim == 2:
-        x = np.stack([x] * 3, axis=-1)
-    y = (16.0 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+    """uint8 RGB (H, W, 3) or grey (H, W) → BT.601 luma in [16/255, 235/255] as float32 (H, W)
+    (:func:`runtime.preprocess.luma`)."""
+    return torch.from_numpy(luma(img))
 
 
 def modcrop(y: torch.Tensor, scale: int) -> torch.Tensor:
