@@ -104,8 +104,27 @@ def _project(config: Config, cls: type[Config], **changes: Any) -> Any:
     return cls.from_dict({k: v for k, v in config.to_dict().items() if k in names} | changes)
 
 
+def _phase_dict(key: Any) -> Any:
+    """A phase's configuration (a Config, or a dict holding some) as JSON-able data."""
+    if isinstance(key, Config):
+        return key.to_dict()
+    if isinstance(key, dict):
+        return {k: _phase_dict(v) for k, v in key.items()}
+    return key
+
+
+def _same_phase(saved: Any, key: Any) -> bool:
+    """Whether ``saved`` (from an earlier run, of any config version) describes the phase configuration ``key``."""
+    if isinstance(key, Config):
+        return isinstance(saved, dict) and key.same_as(saved)
+    if isinstance(key, dict):
+        same_keys = isinstance(saved, dict) and saved.keys() == key.keys()
+        return same_keys and all(_same_phase(saved[k], v) for k, v in key.items())
+    return saved == key
+
+
 def _run_phase(
-    folder: Path, config: dict[str, Any], work: Callable[[], dict[str, Any]], log: Callable[[str], None], env: Any
+    folder: Path, config: Any, work: Callable[[], dict[str, Any]], log: Callable[[str], None], env: Any
 ) -> dict[str, Any]:
     """``work()`` unless ``folder/result.json`` already holds this config's result (then that result).
 
@@ -115,7 +134,7 @@ def _run_phase(
     done = folder / "result.json"
     if done.exists():
         saved = json.loads(done.read_text())
-        if saved.get("config") != config:
+        if not _same_phase(saved.get("config"), config):
             raise ToolchainError(
                 f"{folder} was made with a different configuration; use another --out-dir or remove the folder"
             )
@@ -123,7 +142,7 @@ def _run_phase(
         return saved["result"]
     result = work()
     if env.is_main:
-        atomic_write_text(done, json.dumps({"config": config, "result": result}, indent=2, default=str))
+        atomic_write_text(done, json.dumps({"config": _phase_dict(config), "result": result}, indent=2, default=str))
     if env.distributed:
         torch.distributed.barrier()
     return result
@@ -206,19 +225,19 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
             "accounting": account(exported).to_dict(),
         }
 
-    phases: dict[str, tuple[dict[str, Any], Callable[[], dict[str, Any]]]] = {
+    phases: dict[str, tuple[Any, Callable[[], dict[str, Any]]]] = {
         "float": (
-            float_cfg.to_dict(),
+            float_cfg,
             (lambda: train(float_cfg, resume=True, progress=progress))
             if config.trains_float
             else main_only(lambda: _float_metrics(config, progress)),
         ),
         "prune": (
-            prune_cfg.to_dict(),
+            prune_cfg,
             lambda: train(prune_cfg, resume=True, progress=progress, recipe=PruneRecipe(prune_cfg)),
         ),
-        "qat": (qat_cfg.to_dict(), lambda: train(qat_cfg, resume=True, progress=progress, recipe=QATRecipe(qat_cfg))),
-        "export": ({"qat": qat_cfg.to_dict(), "codecs": config.codecs}, main_only(export)),
+        "qat": (qat_cfg, lambda: train(qat_cfg, resume=True, progress=progress, recipe=QATRecipe(qat_cfg))),
+        "export": ({"qat": qat_cfg, "codecs": config.codecs}, main_only(export)),
     }
     results: dict[str, Any] = {}
     for i, (name, (phase_config, work)) in enumerate(phases.items(), start=1):

@@ -5,6 +5,12 @@ Every configuration is a frozen dataclass deriving from :class:`Config`. Each fi
 ``--help`` documents every option and a new field needs no CLI code. Validation lives in ``__post_init__`` and
 raises :class:`ConfigError` with a message that says how to fix the value. A run writes its configuration next to
 its outputs (``config.toml``), and ``Config.load`` reads it back exactly.
+
+**Versions.** Saved configurations (files, checkpoints, a compression run's phases) carry ``config_version``.
+Reading one first upgrades it step by step through :data:`MIGRATIONS` (a renamed or re-meant field is one entry
+there), then fills fields added since with their defaults; a file without a version is version 1, as written
+before versions existed. Compare a saved configuration with :meth:`Config.same_as`, never as raw dicts, so that
+old runs still resume and reuse their finished phases.
 """
 
 from __future__ import annotations
@@ -17,13 +23,28 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
 from runtime import ToolchainError, atomic_write_text
 
-__all__ = ["Config", "ConfigError", "TrainConfig", "add_config_arguments", "config_from_args", "dumps_toml"]
+__all__ = [
+    "CONFIG_VERSION",
+    "MIGRATIONS",
+    "Config",
+    "ConfigError",
+    "TrainConfig",
+    "add_config_arguments",
+    "config_from_args",
+    "dumps_toml",
+]
+
+CONFIG_VERSION = 2
+VERSION_KEY = "config_version"
+# version v → v + 1, applied to the saved dict before it is read. 1 → 2 only added the version: the fields then were
+# the fields now (fields added since take their defaults).
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: lambda data: data}
 
 
 class ConfigError(ToolchainError, ValueError):
@@ -38,15 +59,30 @@ def opt(default: Any, help: str, **kw: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
+def _upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved dict at :data:`CONFIG_VERSION`, without the version key."""
+    data = dict(data)
+    version = data.pop(VERSION_KEY, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= CONFIG_VERSION:
+        raise ConfigError(
+            f"config_version {version!r} is not one this toolchain reads (1 … {CONFIG_VERSION}); "
+            "was it written by a newer version? Upgrade the toolchain"
+        )
+    for v in range(version, CONFIG_VERSION):
+        data = MIGRATIONS[v](data)
+    return data
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Base class: dict/TOML/JSON round trip, overrides and checks shared by every run configuration."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {VERSION_KEY: CONFIG_VERSION, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        data = _upgrade(data)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = [k for k in data if k not in names]
         if unknown:
@@ -62,6 +98,22 @@ class Config:
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)
+
+    def same_as(self, saved: Mapping[str, Any]) -> bool:
+        """Whether a saved configuration (of any version) describes this one."""
+        try:
+            return type(self).from_dict(saved) == self
+        except (ConfigError, TypeError):
+            return False
+
+    def differences(self, saved: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """``{field: (saved value, this value)}`` for every field that differs."""
+        old = type(self).from_dict(saved)
+        return {
+            f.name: (getattr(old, f.name), getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if getattr(old, f.name) != getattr(self, f.name)
+        }
 
     @classmethod
     def load(cls, path: str | Path) -> Self:

@@ -69,3 +69,50 @@ def test_cli_options_override_file(tmp_path: Path) -> None:
     help_text = parser.format_help()
     for field in dataclasses.fields(TrainConfig):
         assert "--" + field.name.replace("_", "-") in help_text
+
+
+def test_saved_configs_carry_a_version_and_old_ones_still_load(tmp_path: Path) -> None:
+    from toolchain.config import CONFIG_VERSION
+    from toolchain.quant.qat import QATConfig
+
+    config = QATConfig(wbits=3, lam=0.5)
+    saved = config.to_dict()
+    assert saved["config_version"] == CONFIG_VERSION and QATConfig.from_dict(saved) == config
+    # A checkpoint from before versions and before this session's fields: no version, no alpha_start, no step_lr.
+    old = {k: v for k, v in saved.items() if k not in ("config_version", "alpha_start", "step_lr", "alpha_update")}
+    assert QATConfig.from_dict(old) == config and config.same_as(old)
+    assert not config.replace(lam=0.25).same_as(old)
+    assert config.replace(lam=0.25).differences(old) == {"lam": (0.5, 0.25)}
+
+
+def test_a_renamed_field_is_one_migration(monkeypatch: pytest.MonkeyPatch) -> None:
+    import toolchain.config as cfg
+
+    def rename(data: dict) -> dict:
+        data = dict(data)
+        data["epochs"] = data.pop("n_epochs")
+        return data
+
+    monkeypatch.setattr(cfg, "CONFIG_VERSION", cfg.CONFIG_VERSION + 1)
+    monkeypatch.setitem(cfg.MIGRATIONS, cfg.CONFIG_VERSION - 1, rename)
+    old = {"config_version": cfg.CONFIG_VERSION - 1, "n_epochs": 7}
+    assert TrainConfig.from_dict(old).epochs == 7
+
+
+def test_a_config_from_a_newer_toolchain_is_a_clear_error() -> None:
+    from toolchain.config import CONFIG_VERSION, ConfigError
+
+    with pytest.raises(ConfigError, match="newer version"):
+        TrainConfig.from_dict({"config_version": CONFIG_VERSION + 1})
+
+
+def test_a_compression_phase_from_an_older_run_is_reused() -> None:
+    from toolchain.compress import _phase_dict, _same_phase
+    from toolchain.quant.qat import QATConfig
+
+    key = {"qat": QATConfig(), "codecs": "huffman"}
+    saved = _phase_dict(key)
+    assert _same_phase(saved, key)
+    del saved["qat"]["config_version"], saved["qat"]["alpha_start"]  # as a run before versions wrote it
+    assert _same_phase(saved, key)
+    assert not _same_phase({**saved, "codecs": "rans"}, key) and not _same_phase(saved, {"qat": QATConfig(lam=2.0)})

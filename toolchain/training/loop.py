@@ -119,9 +119,8 @@ def _train(config: TrainConfig, env: DistEnv, resume: bool, progress: bool, reci
     ckpt = None
     if resume:
         ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-        if ckpt is not None and ckpt["config"] != config.to_dict():
-            saved = type(config).from_dict(ckpt["config"])
-            diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items() if getattr(config, k) != v}
+        if ckpt is not None and not config.same_as(ckpt["config"]):
+            diff = config.differences(ckpt["config"])
             raise ToolchainError(f"--resume: {ckpt_path} was made with a different config: {diff}")
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
