@@ -71,9 +71,11 @@ class QATConfig(QuantConfig, TrainConfig):
     step_grad: bool = opt(False, "let the regularizer's gradient reach the weight steps δ")
     step_rule: str = opt(
         "task",
-        "how the weight steps δ learn: task (from the task loss, LSQ-like), refit (no gradient; re-fitted to the "
+        "how the weight steps δ learn: task (from the task loss, LSQ-like; the most accurate for plain QAT, but a "
+        "strong MSQE pull, λ ≳ 1, shrinks them until the network fails), refit (no gradient; re-fitted to the "
         "weights by the closed-form MSQE minimiser every refit_every steps) or msqe (no task gradient; one "
-        "curvature-scaled gradient step on the MSQE per optimizer step, at rate step_lr)",
+        "curvature-scaled gradient step on the MSQE per optimizer step, at rate step_lr). Use refit or msqe with "
+        "a strong pull",
         choices=STEP_RULES,
     )
     refit_every: int = opt(1, "with step_rule = refit: re-fit the steps every N optimizer steps")
