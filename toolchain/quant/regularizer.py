@@ -10,7 +10,10 @@ constant inside R too (it is learned from the task loss); ``step_grad=True`` let
 
 The training cost is ``C = E(W_q) + e^α · R_n(W; δ) − λ·α`` with α a learnable scalar: ``∂C/∂α = e^α R_n − λ``, so at
 balance ``e^α = λ / R_n``; as the weights converge to their levels R_n falls and the coefficient rises. α starts at
-balance, ``α₀ = log(λ / R_n(W₀))`` (the mechanics are shared with pruning: :mod:`toolchain.training.penalty`).
+balance, ``α₀ = log(λ / R_n(W₀))``, or ``--alpha-start`` e-folds below it, and moves in the optimizer or by its own
+clipped constant-rate steps (``--alpha-update rise``; the mechanics are shared with pruning:
+:mod:`toolchain.training.penalty`). Under a strong pull, let the steps follow the MSQE (``--step-rule refit`` or
+``msqe``, :mod:`toolchain.quant.steps`): steps learned from the task loss shrink until the network fails.
 Modes, through the same code path:
 
 * ``msqe``  – learnable α (the paper);
