@@ -24,9 +24,12 @@ from tests.exporters.helpers import prepared, run_ort, sample
 from toolchain.agreement import compare, output_step
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
-# Every registry model; the full-size (224×224) ones take seconds each and run in the heavy lane.
+# Every registry model. The full-size (224×224) ones and the 28×28 `*_small` ones take seconds each and run in the
+# heavy lane; each architecture family keeps a `*_tiny` sibling in the default run.
 ALL_MODELS = [
-    pytest.param(name, marks=pytest.mark.heavy) if get_model_spec(name).input_size > 32 else name
+    pytest.param(name, marks=pytest.mark.heavy)
+    if get_model_spec(name).input_size > 32 or name.endswith("_small")
+    else name
     for name in list_models()
 ]
 
