@@ -34,14 +34,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def help_text(*command: str) -> str:
-    """``toolchain COMMAND --help`` in this process (the parser is the console script's; no interpreter start)."""
-    from toolchain.cli.main import build_parser
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
-        build_parser().parse_args([*command, "--help"])
-    assert exited.value.code == 0
-    return out.getvalue()
+    """``toolchain COMMAND --help`` in this process (:func:`run_main`): the help text."""
+    done = run_main(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 @pytest.fixture(autouse=True)
