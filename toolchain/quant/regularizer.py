@@ -77,10 +77,11 @@ class MSQERegularizer(LearnedPenalty):
 
     @torch.no_grad()
     def near_level_share(self, tolerance: float = 0.1) -> float:
-        """Share of weights within ``tolerance · δ`` of their quantization level."""
-        near = 0
+        """Share of weights within ``tolerance · δ`` of their quantization level (one device sync: the ``rise``
+        update asks every step)."""
+        near = torch.zeros((), dtype=torch.long, device=self.alpha.device)
         for layer in self._layers:
             w, step = layer.weight, weight_step(layer)
             err = (w - step * quantize_levels(w, step, weight_bits(layer))).abs()
-            near += int((err <= tolerance * step).sum())
-        return near / self.count
+            near += (err <= tolerance * step).sum()
+        return int(near) / self.count
