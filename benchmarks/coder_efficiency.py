@@ -26,13 +26,13 @@ import zstandard
 
 from benchmarks.common import save_report
 from models import create_model
+from models.quant.quantizers import msqe_optimal_step, quantize_levels
 from runtime.accounting import entropy_bits
 from runtime.codecs import CODECS, choose_codec
 from toolchain.modeling import load_weights
 from toolchain.pretrained import imagenet_mobilenet_v2_path
 from toolchain.pruning import hard_prune
 from toolchain.pruning.selection import weighted_layers
-from toolchain.quant.quantizers import msqe_optimal_step, quantize_levels
 
 MODELS: dict[str, tuple[str, dict, Callable[[], str]]] = {
     "fmnist_mbv2_w05": (

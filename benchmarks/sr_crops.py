@@ -22,7 +22,7 @@ def main() -> int:
     import matplotlib.pyplot as plt
 
     import runtime
-    from toolchain.training.restore import restore
+    from toolchain.restore import restore
     from toolchain.training.tasks import psnr
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -56,8 +56,8 @@ def main() -> int:
     from exporters import export_model
     from toolchain.config import TrainConfig
     from toolchain.quant.qat import QATConfig, QATRecipe
+    from toolchain.restore import restore
     from toolchain.training import train
-    from toolchain.training.restore import restore
     from toolchain.verify import verify
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -26,7 +26,7 @@ warnings.filterwarnings("ignore")
 
 def main() -> int:
     from runtime.kernels import classify_kernels, optimized_graph
-    from toolchain.training.restore import restore
+    from toolchain.restore import restore
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", type=Path, default=Path("runs/sr_grid"))

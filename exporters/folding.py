@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.quant.freeze import FrozenWeight
+from models.quant.quantizers import max_level
 from runtime import ToolchainError
-from toolchain.quant.freeze import FrozenWeight
-from toolchain.quant.quantizers import max_level
 
 __all__ = ["IntegerLayer", "container_multiplier", "integer_layer"]
 

@@ -20,7 +20,7 @@ quantization grid, that grid (step and signedness). The conventions (DESIGN.md �
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,41 +30,16 @@ import torch
 import torch.fx as fx
 from torch.fx.passes.shape_prop import ShapeProp
 
+from models.quant.freeze import FrozenModel, freeze
 from runtime import ToolchainError
-from toolchain.quant.freeze import FrozenModel, freeze
+
+from .context import ExportContext, Grid, WeightTensor
+from .ops import emit
 
 __all__ = ["OPSET", "BuiltGraph", "ExportContext", "Grid", "WeightTensor", "build_graph"]
 
 OPSET = 17
 PRODUCER = "sparse-lowbit-toolchain"
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A quantization grid: values are ``step · k`` with integer ``k`` in the container type."""
-
-    step: np.float32
-    signed: bool
-
-    @property
-    def zero_point(self) -> np.ndarray:
-        """uint8 container for both: zero-point 128 holds the signed levels −128..127 exactly."""
-        return np.array(128 if self.signed else 0, dtype=np.uint8)
-
-
-@dataclass(frozen=True)
-class WeightTensor:
-    """An int8 weight initializer of the exported graph: ``weight = levels · steps`` along ``axis``.
-
-    The graph stores ``levels · multiplier`` with scale ``steps / multiplier`` (see ``ops.container_multiplier``).
-    """
-
-    name: str
-    levels: np.ndarray
-    steps: np.ndarray
-    axis: int | None
-    bits: int
-    multiplier: int = 1
 
 
 @dataclass(frozen=True)
@@ -77,55 +52,6 @@ class BuiltGraph:
     frozen: FrozenModel
 
 
-@dataclass
-class ExportContext:
-    """What the op emitters read and write while the graph is built."""
-
-    gm: fx.GraphModule
-    frozen: FrozenModel
-    nodes: list[gs.Node] = field(default_factory=list)
-    values: dict[fx.Node, Any] = field(default_factory=dict)  # gs.Variable, a list of them (split), or None
-    grids: dict[fx.Node, Grid] = field(default_factory=dict)
-    weights: list[WeightTensor] = field(default_factory=list)
-    layers: dict[str, Any] = field(default_factory=dict)  # module name -> folding.IntegerLayer
-    fixed_spatial: bool = False  # set by ops whose attributes bake in the spatial size (reshape)
-
-    def tensor(self, name: str) -> gs.Variable:
-        return gs.Variable(name, dtype=np.float32)
-
-    def const(self, name: str, value: np.ndarray) -> gs.Constant:
-        return gs.Constant(name, np.array(value, order="C"))  # (ascontiguousarray would turn 0-d into 1-d)
-
-    def op(self, op: str, name: str, inputs: list[Any], attrs: dict[str, Any] | None = None, outputs: int = 1) -> Any:
-        """Append a node; returns its output variable (or a list of them when ``outputs > 1``)."""
-        outs = [self.tensor(f"{name}.out" if outputs == 1 else f"{name}.out{i}") for i in range(outputs)]
-        self.nodes.append(gs.Node(op, name=name, attrs=attrs or {}, inputs=inputs, outputs=outs))
-        return outs[0] if outputs == 1 else outs
-
-    def quantize(self, x: gs.Variable, grid: Grid, name: str) -> gs.Variable:
-        """``DequantizeLinear(QuantizeLinear(x))`` on ``grid``."""
-        scale = self.const(f"{name}.scale", np.asarray(grid.step, dtype=np.float32))
-        zp = self.const(f"{name}.zero_point", grid.zero_point)
-        q = self.op("QuantizeLinear", f"{name}.quantize", [x, scale, zp])
-        q.dtype = np.uint8
-        return self.op("DequantizeLinear", f"{name}.dequantize", [q, scale, zp])
-
-    def grid_of(self, node: Any, user: str) -> Grid:
-        if not isinstance(node, fx.Node) or node not in self.grids:
-            raise ToolchainError(f"{user}: its input {node} is not quantized, so no integer kernel can run it")
-        return self.grids[node]
-
-    def shape_of(self, node: Any) -> tuple[int, ...]:
-        meta = node.meta.get("tensor_meta")
-        if meta is None or not hasattr(meta, "shape"):
-            raise ToolchainError(f"no shape recorded for node {node.name}")
-        return tuple(int(d) for d in meta.shape)
-
-
-def _readable(name: str) -> str:
-    return name.replace("_aq", ".act") if name.endswith("_aq") else name
-
-
 def build_graph(
     gm: fx.GraphModule, example: torch.Tensor, name: str = "model", frozen: FrozenModel | None = None
 ) -> BuiltGraph:
@@ -134,8 +60,6 @@ def build_graph(
     ``example`` is one input batch; its shape fixes the channel count and, for models whose ops depend on it
     (flatten, reshape), the spatial size. The batch dimension is always dynamic (``N``).
     """
-    from .ops import emit  # the registry imports this module for ExportContext
-
     gm = gm.eval()
     frozen = frozen or freeze(gm)
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """The op registry: how each fx node of a prepared model becomes ONNX nodes.
 
-Three tables, keyed like ``toolchain.quant.prepare``'s rules: by module type, by function, by tensor-method name.
+Three tables, keyed like ``models.quant.prepare``'s rules: by module type, by function, by tensor-method name.
 An entry is an emitter ``fn(ctx, node, inputs, module) -> value`` and whether the op *keeps its input's grid*
 (pure data movement or max): the builder then re-quantizes the result onto that grid so that integer kernels
 downstream see a ``DequantizeLinear`` directly. A node with no entry is an error naming the op.
@@ -21,13 +21,13 @@ from brevitas.nn import QuantConv2d, QuantConvTranspose2d, QuantLinear
 from torch import nn
 
 from models.layers import Add, ChannelShuffle, Concat
+from models.quant.prepare import ActQuant
+from models.quant.quantizers import act_levels
 from runtime import ToolchainError
-from toolchain.quant.prepare import ActQuant
-from toolchain.quant.quantizers import act_levels
 
+from .context import ExportContext, Grid, WeightTensor, readable
 from .deconv import subpixel_supported, subpixel_weights
 from .folding import IntegerLayer, integer_layer
-from .graph import ExportContext, Grid, WeightTensor, _readable
 
 __all__ = ["FUNCTION_OPS", "METHOD_OPS", "MODULE_OPS", "OpEntry", "emit"]
 
@@ -56,9 +56,9 @@ def emit(ctx: ExportContext, node: fx.Node) -> None:
         if not entry.requantize:
             pass
         elif not isinstance(value, list):
-            value = ctx.quantize(value, grid, _readable(node.name))
+            value = ctx.quantize(value, grid, readable(node.name))
         else:
-            value = [ctx.quantize(v, grid, f"{_readable(node.name)}.{i}") for i, v in enumerate(value)]
+            value = [ctx.quantize(v, grid, f"{readable(node.name)}.{i}") for i, v in enumerate(value)]
     ctx.values[node] = value
 
 
@@ -107,7 +107,7 @@ def _act_quant(ctx: ExportContext, node: fx.Node, inputs: list[Any], q: ActQuant
     frozen = ctx.frozen.acts[str(node.target)]
     grid = Grid(np.float32(frozen.step), frozen.signed)
     lo, hi = act_levels(frozen.bits, frozen.signed)
-    x, name = inputs[0], _readable(str(node.target))
+    x, name = inputs[0], readable(str(node.target))
     if frozen.bits < 8:  # the 8-bit container clips only at its own range
         lo_c = ctx.const(f"{name}.clip_min", np.asarray(lo * grid.step, np.float32))
         hi_c = ctx.const(f"{name}.clip_max", np.asarray(hi * grid.step, np.float32))

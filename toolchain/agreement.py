@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import torch.fx as fx
 
+from models.quant.prepare import ActQuant
 from runtime import ToolchainError
-
-from .quant.prepare import ActQuant
 
 __all__ = ["Agreement", "compare", "output_step"]
 

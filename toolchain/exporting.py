@@ -30,7 +30,7 @@ def export_checkpoint(
     """Export ``checkpoint`` (a ``qat`` checkpoint) into ``out`` (default: its folder/export); returns a summary:
     ``files`` (path → bytes), ``weights``, ``agreement``, ``agreement_with_qat``, ``integer_kernels``,
     ``float_kernels`` and the :class:`exporters.ExportResult` under ``result``. ``trusted_model``: the user's
-    factory that the checkpoint may name (see :func:`toolchain.training.restore.restore`)."""
+    factory that the checkpoint may name (see :func:`toolchain.restore.restore`)."""
     import onnxruntime as ort
     import torch
     import torch.fx as fx
@@ -40,7 +40,7 @@ def export_checkpoint(
     from runtime.kernels import classify_kernels, optimized_graph
 
     from .agreement import compare, output_step
-    from .training.restore import restore
+    from .restore import restore
 
     checkpoint = Path(checkpoint)
     if check_batch < 1:

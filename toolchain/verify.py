@@ -36,10 +36,10 @@ from .agreement import compare, output_step
 from .config import TrainConfig
 from .data import DataBundle
 from .modeling import build_model, load_weights
+from .restore import Restored, check_model_trusted, restore
 from .training import evaluate, load_bundle
 from .training.checkpoint import ForeignCheckpointError
 from .training.recipe import RECIPES
-from .training.restore import Restored, check_model_trusted, restore
 
 __all__ = ["Report", "Thresholds", "float_agreement", "localise", "verify"]
 
@@ -213,10 +213,10 @@ def localise(
     import onnx
     import onnxruntime as ort
 
+    from exporters.context import quantizer_output
     from exporters.reference import folded_model
+    from models.quant.prepare import act_quantizers
     from runtime.session import materialize
-
-    from .quant.prepare import act_quantizers
 
     ref = folded_model(gm, built)
     quants = act_quantizers(ref)
@@ -230,7 +230,7 @@ def localise(
     for h in hooks:
         h.remove()
     probe = materialize(model_path)
-    names = [f"{n.replace('_aq', '.act')}.dequantize.out" for n, _ in quants]
+    names = [quantizer_output(n) for n, _ in quants]
     produced = {o for node in probe.graph.node for o in node.output}
     names = [n for n in names if n in produced]
     for n in names:
@@ -239,7 +239,7 @@ def localise(
     values = dict(zip(names, session.run(names, {"input": x.numpy()})))
     rows = []
     for n, q in quants:
-        onnx_name = f"{n.replace('_aq', '.act')}.dequantize.out"
+        onnx_name = quantizer_output(n)
         if onnx_name not in values:
             continue
         a = compare(captured[n], values[onnx_name], float(q.step()))

@@ -1,4 +1,4 @@
-"""The quantization rules (``toolchain.quant.prepare``) and the export ops (``exporters.ops``) are two tables keyed the
+"""The quantization rules (``models.quant.prepare``) and the export ops (``exporters.ops``) are two tables keyed the
 same way: every op that prepare_qat accepts must have an emitter, and both tables must agree on which ops keep their
 input's quantization grid. A rule added to one table alone fails here, not in a user's export."""
 
@@ -8,7 +8,7 @@ from brevitas.nn import QuantConv2d, QuantConvTranspose2d, QuantLinear
 from torch import nn
 
 from exporters.ops import FUNCTION_OPS, METHOD_OPS, MODULE_OPS
-from toolchain.quant.prepare import FUNCTION_RULES, METHOD_RULES, MODULE_RULES, QUANT_WEIGHT_TYPES, ActQuant
+from models.quant.prepare import FUNCTION_RULES, METHOD_RULES, MODULE_RULES, QUANT_WEIGHT_TYPES, ActQuant
 
 # The float layers prepare_qat swaps for Brevitas layers, and what they become.
 SWAPS = {nn.Conv2d: QuantConv2d, nn.ConvTranspose2d: QuantConvTranspose2d, nn.Linear: QuantLinear}

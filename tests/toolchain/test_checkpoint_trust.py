@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from toolchain.config import TrainConfig
+from toolchain.restore import restore
 from toolchain.training import load_checkpoint, save_checkpoint, train
 from toolchain.training.checkpoint import CheckpointError
-from toolchain.training.restore import restore
 
 FACTORY = """
 from torch import nn

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from models.quant.prepare import weight_step
 from toolchain.config import ConfigError
 from toolchain.quant import QuantConfig, prepare_qat
-from toolchain.quant.prepare import weight_step
 from toolchain.quant.qat import QATConfig, QATRecipe
 from toolchain.quant.regularizer import quant_weight_layers
 from toolchain.quant.steps import refit_steps

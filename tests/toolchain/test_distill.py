@@ -83,7 +83,7 @@ def test_qat_by_distillation_moves_the_student_to_the_teacher(tmp_path: Path) ->
     float_ckpt = str(tmp_path / "float" / "last.pt")
 
     def kl_to_teacher(run: str) -> float:
-        from toolchain.training.restore import restore
+        from toolchain.restore import restore
 
         student, teacher = restore(tmp_path / run / "last.pt").model, restore(float_ckpt).model
         x = torch.cat([x for x, _ in restore(float_ckpt).bundle.test.batches(256)])

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from models import create_model, get_model_spec, list_models
+from models.quant.prepare import act_quantizers
 from runtime import ToolchainError
 from tests.conftest import warm
 from toolchain.quant import (
@@ -21,7 +22,6 @@ from toolchain.quant import (
     quantize_levels,
     weight_step,
 )
-from toolchain.quant.prepare import act_quantizers
 
 warnings.filterwarnings("ignore", module="brevitas")
 

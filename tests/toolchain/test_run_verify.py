@@ -78,11 +78,11 @@ def test_run_refuses_missing_and_unreadable_inputs(cli, lenet_checkpoints, tmp_p
 
 @pytest.mark.heavy
 def test_run_upscales_with_a_super_resolution_export(cli, tmp_path: Path) -> None:
+    from models.quant.prepare import act_quantizers
     from toolchain.config import TrainConfig
-    from toolchain.quant.prepare import act_quantizers
     from toolchain.quant.qat import QATConfig, QATRecipe
+    from toolchain.restore import restore
     from toolchain.training import train
-    from toolchain.training.restore import restore
 
     common = {"model": "espcn_tiny", "data": "sr-photos", "data_args": {"scale": 2, "patch": 24}, "subset": 2}
     train(TrainConfig(out_dir=str(tmp_path / "f"), epochs=1, batch_size=8, **common), progress=False)

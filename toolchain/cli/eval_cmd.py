@@ -35,9 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig
     from ..modeling import build_model, load_weights
+    from ..restore import restore
     from ..training import evaluate, load_bundle
     from ..training.distributed import resolve_device
-    from ..training.restore import restore
 
     if args.batch_size < 1:
         raise ToolchainError(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -1,9 +1,14 @@
-"""Quantization: Brevitas quantizers, ``prepare_qat``, calibration, the MSQE regularizer and ``freeze``."""
+"""Learning the quantized model: the MSQE regularizer, the weight-step rules and the ``qat`` training recipe.
+
+What a quant-aware model is (quantizers, ``prepare_qat``, calibration, ``freeze``) lives one layer down in
+:mod:`models.quant`, shared with the exporter; the names are re-exported here for the library API.
+"""
+
+from models.quant.freeze import FrozenAct, FrozenModel, FrozenWeight, freeze
+from models.quant.prepare import ActQuant, calibrate, prepare_qat, weight_bits, weight_step
+from models.quant.quantizers import max_level, msqe_optimal_step, quantize_levels
 
 from .config import QuantConfig
-from .freeze import FrozenAct, FrozenModel, FrozenWeight, freeze
-from .prepare import ActQuant, calibrate, prepare_qat, weight_bits, weight_step
-from .quantizers import max_level, msqe_optimal_step, quantize_levels
 from .regularizer import MSQERegularizer, quant_weight_layers
 
 __all__ = [

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from models.quant.quantizers import BITS_RANGE
+
 from ..config import Config, opt
-from .quantizers import BITS_RANGE
 
 __all__ = ["IO_SIGNS", "QuantConfig"]
 

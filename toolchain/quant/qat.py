@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.quant.prepare import calibrate, prepare_qat, weight_bits, weight_step
 from runtime import ToolchainError
 
 from ..config import TrainConfig, opt
@@ -30,7 +31,6 @@ from ..training.distributed import DistEnv
 from ..training.penalty import coefficient_group
 from ..training.recipe import PenaltyRecipe, register_recipe
 from .config import QuantConfig
-from .prepare import calibrate, prepare_qat, weight_bits, weight_step
 from .regularizer import MODES, MSQERegularizer, quant_weight_layers
 from .steps import STEP_RULES, StepDrift, freeze_steps, refit_steps
 

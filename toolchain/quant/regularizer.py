@@ -28,9 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.quant.prepare import QUANT_WEIGHT_TYPES, weight_bits, weight_step
+from models.quant.quantizers import quantize_levels
+
 from ..training.penalty import LearnedPenalty
-from .prepare import QUANT_WEIGHT_TYPES, weight_bits, weight_step
-from .quantizers import quantize_levels
 
 __all__ = ["MODES", "MSQERegularizer", "quant_weight_layers"]
 

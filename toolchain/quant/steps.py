@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from .prepare import max_level, weight_bits, weight_step, weight_threshold
-from .quantizers import quantize_levels
+from models.quant.prepare import max_level, weight_bits, weight_step, weight_threshold
+from models.quant.quantizers import quantize_levels
 
 __all__ = ["STEP_RULES", "StepDrift", "freeze_steps", "refit_steps"]
 

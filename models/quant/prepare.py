@@ -12,7 +12,7 @@ The model is traced with ``torch.fx`` and rewritten by a table of rules (no ``is
 * reshaping ops (channel shuffle, pixel shuffle, max-pool, flatten, chunk, dropout) keep their input's grid.
 
 Batch norm stays a float module during training and is folded into the preceding convolution by ``freeze``; with
-per-channel steps that folding changes only the steps, never the integer levels (see :mod:`toolchain.quant.freeze`).
+per-channel steps that folding changes only the steps, never the integer levels (see :mod:`models.quant.freeze`).
 Activation steps start from calibration batches (:func:`calibrate`): the MSE-optimal step of the observed values.
 """
 
@@ -22,7 +22,7 @@ import copy
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.fx as fx
@@ -33,7 +33,6 @@ from torch import nn
 from models.layers import Add, ChannelShuffle, Concat
 from runtime import ToolchainError
 
-from .config import QuantConfig
 from .quantizers import (
     LearnedIntAct,
     LearnedUintAct,
@@ -44,9 +43,35 @@ from .quantizers import (
     msqe_optimal_step_from_samples,
 )
 
-__all__ = ["QUANT_WEIGHT_TYPES", "ActQuant", "calibrate", "prepare_qat", "weight_bits", "weight_step"]
+__all__ = ["QUANT_WEIGHT_TYPES", "ActQuant", "BitSettings", "calibrate", "prepare_qat", "weight_bits", "weight_step"]
 
 QUANT_WEIGHT_TYPES = (QuantConv2d, QuantConvTranspose2d, QuantLinear)
+
+
+class BitSettings(Protocol):
+    """What ``prepare_qat`` reads of its settings; the toolchain's ``QuantConfig`` (with its command-line help and
+    validation) is one. A protocol, so that this layer does not import the application's configuration."""
+
+    @property
+    def wbits(self) -> int: ...
+    @property
+    def abits(self) -> int: ...
+    @property
+    def first_wbits(self) -> int: ...
+    @property
+    def last_wbits(self) -> int: ...
+    @property
+    def io_abits(self) -> int: ...
+    @property
+    def io_sign(self) -> str: ...
+    @property
+    def depthwise_wbits(self) -> int: ...
+    @property
+    def per_channel(self) -> bool: ...
+    @property
+    def layer_wbits(self) -> dict[str, Any]: ...
+
+
 ACT_SAMPLES = 65_536  # values kept per quantizer per calibration batch
 
 
@@ -232,7 +257,7 @@ def _swap_weighted(float_layer: Any, bits: int, per_channel: bool) -> nn.Module:
     return new.to(w.device)
 
 
-def _weight_bits_for(name: str, layer: nn.Module, order: int, count: int, config: QuantConfig) -> int:
+def _weight_bits_for(name: str, layer: nn.Module, order: int, count: int, config: BitSettings) -> int:
     """By precedence: ``layer_wbits[name]``, first/last layer bits, ``depthwise_wbits``, ``wbits``."""
     if name in config.layer_wbits:
         return int(config.layer_wbits[name])
@@ -250,7 +275,7 @@ def _is_depthwise(layer: nn.Module) -> bool:
     return isinstance(layer, nn.Conv2d) and layer.groups > 1 and layer.groups == layer.in_channels
 
 
-def prepare_qat(model: nn.Module, config: QuantConfig) -> fx.GraphModule:
+def prepare_qat(model: nn.Module, config: BitSettings) -> fx.GraphModule:
     """Quant-aware copy of ``model`` (which is left untouched); see the module docstring for the rules.
 
     Raises:

@@ -22,13 +22,15 @@ from torch import nn
 
 from runtime import ToolchainError
 
-from ..config import TrainConfig
-from ..data import DataBundle
-from ..modeling import is_user_factory
-from .checkpoint import CheckpointError, load_checkpoint
-from .distributed import DistEnv
-from .loop import load_bundle
-from .recipe import RECIPES
+from .config import TrainConfig
+from .data import DataBundle
+from .modeling import is_user_factory
+from .pruning import recipe as _prune_recipe  # noqa: F401 - registers the "prune" recipe
+from .quant import qat as _qat_recipe  # noqa: F401 - registers the "qat" recipe
+from .training.checkpoint import CheckpointError, load_checkpoint
+from .training.distributed import DistEnv
+from .training.loop import load_bundle
+from .training.recipe import RECIPES
 
 __all__ = ["Restored", "check_model_trusted", "restore"]
 
@@ -49,9 +51,6 @@ def restore(path: str | Path, *, trusted_model: str | None = None, **data_overri
     factory (``module:function``) is refused unless ``trusted_model`` names the same factory (see the module
     docstring).
     """
-    from ..pruning import recipe  # noqa: F401 - registers the "prune" recipe
-    from ..quant import qat  # noqa: F401 - registers the "qat" recipe
-
     ckpt = load_checkpoint(path)
     name = ckpt.get("recipe", "float")
     if name not in RECIPES:
