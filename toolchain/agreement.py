@@ -16,7 +16,9 @@ import torch.fx as fx
 from models.quant.prepare import ActQuant
 from runtime import ToolchainError
 
-__all__ = ["Agreement", "compare", "output_step"]
+__all__ = ["WITHIN_ONE", "Agreement", "compare", "output_step"]
+
+WITHIN_ONE = 0.999  # the bar: share of outputs within ±1 step of the PyTorch model of the export
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Agreement:
     within_one: float  # share of elements with |a − b| ≤ 1 step
     elements: int
 
-    def ok(self, share: float = 0.999) -> bool:
+    def ok(self, share: float = WITHIN_ONE) -> bool:
         return self.within_one >= share
 
     def to_dict(self) -> dict[str, Any]:

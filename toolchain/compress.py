@@ -31,6 +31,7 @@ from .config import Config, TrainConfig, opt
 from .pruning.recipe import PruneConfig, PruneRecipe
 from .quant.qat import QATConfig, QATRecipe
 from .training.distributed import init_distributed, shutdown_distributed
+from .training.tasks import headline
 
 __all__ = ["CompressConfig", "compress", "summary_table"]
 
@@ -261,10 +262,8 @@ def _describe(name: str, c: CompressConfig) -> str:
 
 
 def _metric(result: dict[str, Any]) -> str:
-    for key in ("top1", "psnr"):
-        if key in result:
-            return f"{result[key]:.2f}"
-    return "–"
+    found = headline(result)
+    return "–" if found is None else f"{found[1]:.2f}"
 
 
 def summary_table(config: CompressConfig, results: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ import runtime
 from runtime import ToolchainError
 from runtime.session import META_CONFIG
 
-from .agreement import compare, output_step
+from .agreement import WITHIN_ONE, compare, output_step
 from .config import TrainConfig
 from .data import DataBundle
 from .modeling import build_model, load_weights
@@ -40,6 +40,7 @@ from .restore import Restored, check_model_trusted, restore
 from .training import evaluate, load_bundle
 from .training.checkpoint import ForeignCheckpointError
 from .training.recipe import RECIPES
+from .training.tasks import TASKS
 
 __all__ = ["Report", "Thresholds", "float_agreement", "localise", "verify"]
 
@@ -47,7 +48,7 @@ __all__ = ["Report", "Thresholds", "float_agreement", "localise", "verify"]
 @dataclass(frozen=True)
 class Thresholds:
     max_drop: float = 0.1  # metric points (top-1 %, or PSNR dB) the export may lose against the QAT model
-    min_within_one: float = 0.999  # share of outputs within ±1 step of the PyTorch model of the export
+    min_within_one: float = WITHIN_ONE  # share of outputs within ±1 step of the PyTorch model of the export
 
 
 @dataclass
@@ -140,7 +141,7 @@ def verify(
     config = restored.config if restored else _recorded_config(model, data, data_dir)
     bundle = restored.bundle if restored else load_bundle(config)
     report = Report(str(model_path), bundle.name, bundle.task, providers=model.providers)
-    key = "top1" if bundle.task == "classification" else "psnr"
+    key = TASKS[bundle.task].headline
     logits: list[torch.Tensor] = []
     report.metrics["onnxruntime"] = evaluate(
         _Session(model), bundle.test, bundle.task, "cpu", batch_size, progress, outputs=logits

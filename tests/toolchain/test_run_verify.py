@@ -118,3 +118,13 @@ def test_inspect_lists_sidecar_tensors_and_integer_kernels(cli, lenet_checkpoint
     table = cli("inspect", str(lenet_checkpoints["w2_onnx"])).stdout
     assert "compression: total" in table and "weights only" in table
     assert summary["kernels"]["float"] == {} and summary["kernels"]["integer"]["QLinearConv"] == 2
+
+
+def test_verify_help_states_the_thresholds_it_applies() -> None:
+    """The CLI leaves the defaults to ``Thresholds`` (one home); its help must quote the same numbers."""
+    from tests.conftest import help_text
+    from toolchain.verify import Thresholds
+
+    text = " ".join(help_text("verify").split())
+    t = Thresholds()
+    assert f"(default: {t.max_drop:g})" in text and f"(default: {t.min_within_one:g})" in text

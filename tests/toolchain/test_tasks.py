@@ -16,3 +16,11 @@ def test_psnr_and_ssim_of_identical_and_degraded_images() -> None:
     assert (ssim(up, hr, 2) < 0.99).all() and (psnr(up, hr, 2) < 40).all()
     sums = TASKS["super_resolution"].batch_metrics(up, hr, 2)
     assert abs(sums["ssim"] - ssim(up, hr, 2).sum().item()) < 1e-9 and "psnr" in sums
+
+
+def test_headline_is_the_tasks_own_metric() -> None:
+    from toolchain.training.tasks import headline
+
+    assert headline({"top5": 99.0, "top1": 91.5}) == ("top1", 91.5)
+    assert headline({"psnr": 30.25, "ssim": 0.9}) == ("psnr", 30.25)
+    assert headline({"loss": 0.3}) is None

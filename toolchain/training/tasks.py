@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -94,3 +95,11 @@ TASKS: dict[str, Task] = {
     "classification": Task("classification", _ce, _topk, lambda t: int((t >= 0).sum()), "top1", _kl),
     "super_resolution": Task("super_resolution", _l1, _sr_metrics, lambda t: len(t), "psnr", _l1),
 }
+
+
+def headline(metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """The first task headline (top-1, PSNR) that ``metrics`` holds, with its value; ``None`` when it holds none."""
+    for task in TASKS.values():
+        if task.headline in metrics:
+            return task.headline, float(metrics[task.headline])
+    return None
