@@ -17,11 +17,12 @@ Every phase is resumable: run the same command again after an interruption. Othe
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 HELP = "the main job on the embedded digits data: float -> prune -> QAT -> compressed export -> verify"
 
 # The regularizer's dynamics that show the paper's picture without collapsing the steps (issue: MSQE dynamics).
-REGULARIZER = {"reg": "msqe", "alpha_update": "rise", "alpha_start": 4.6, "step_rule": "refit"}
+REGULARIZER: dict[str, Any] = {"reg": "msqe", "alpha_update": "rise", "alpha_start": 4.6, "step_rule": "refit"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
