@@ -48,14 +48,14 @@ ROWS: dict[str, list[str]] = {
                      *DISTILL],
     "distill-w4a8-dw8": ["--wbits", "4", "--depthwise-wbits", "8", "--ratio", "0", "--prune-epochs", "0", "--epochs",
                          "6", "--reg", "none", *DISTILL],
-    "distill-w4a8-bn-train": ["--wbits", "4", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg",
-                              "none", *DISTILL, "--no-freeze-bn"],
+    "distill-w4a8-dw8-bn-train": ["--wbits", "4", "--depthwise-wbits", "8", "--ratio", "0", "--prune-epochs", "0",
+                                  "--epochs", "6", "--reg", "none", *DISTILL, "--no-freeze-bn"],
     "distill-w4a8-msqe": ["--wbits", "4", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg", "msqe",
                           "--lam", "0.1", *DISTILL],
     "distill-w4a8-prune50": ["--wbits", "4", *PRUNE, "--prune-epochs", "3", "--epochs", "6", "--reg", "none",
                              *DISTILL],
-    "distill-w3a8": ["--wbits", "3", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg", "none",
-                     *DISTILL],
+    "distill-w3a8-dw8": ["--wbits", "3", "--depthwise-wbits", "8", "--ratio", "0", "--prune-epochs", "0", "--epochs",
+                         "6", "--reg", "none", *DISTILL],
 }  # fmt: skip
 
 
