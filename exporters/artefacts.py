@@ -1,7 +1,7 @@
 """The two export artefacts, written atomically and deterministically.
 
 * **standalone** ``<stem>.onnx``: the QDQ graph with every initializer embedded, for plain onnxruntime/TensorRT.
-* **sidecar pair** ``<stem>.compressed.onnx`` + ``<stem>.compressed.qsc``: the same graph whose int8 weight
+* **sidecar pair** ``<stem>.compressed.onnx`` + ``<stem>.compressed.<digest>.qsc``: the same graph whose int8 weight
   initializers keep their name, shape and type but carry no data: they are marked external, located in the
   sidecar at an offset beyond its end (:data:`HOLLOW_OFFSET`), so a plain onnxruntime session refuses the graph
   ("out of bounds") rather than read coded bytes as weights; and the sidecar with those weights entropy-coded
@@ -14,12 +14,18 @@ to a scale, zero-point, bias or metadata value after export is refused rather th
 Everything is serialised in memory and checked (``onnx.checker`` with ``full_check``) before the first file is
 written, and the files are staged as synced temporaries before any is renamed (``runtime.atomic_write_many``): a
 failed export leaves earlier files untouched. The same model and configuration give identical bytes.
+
+The pair has one commit point, the rename of the graph. The sidecar's name carries the first 16 hex digits of its
+SHA-256, so a new sidecar never replaces the one the current graph names: until the graph is renamed, the old pair
+is whole; after it, the new one. Only then are the stem's other sidecars (and temporaries that a killed export
+left) deleted; a graph copied elsewhere keeps working only with its sidecar copied beside it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ import torch
 import torch.fx as fx
 
 from runtime import ToolchainError, atomic_write_many
+from runtime.fileio import remove_stale_temporaries
 from runtime.session import (
     META_CONFIG,
     META_FORMAT,
@@ -42,7 +49,7 @@ from runtime.sidecar import SidecarTensor, encode_sidecar
 
 from .graph import BuiltGraph, WeightTensor, build_graph
 
-__all__ = ["ExportResult", "export_model", "sidecar_graph"]
+__all__ = ["ExportResult", "export_model", "sidecar_graph", "sidecar_name"]
 
 # Hollow weight initializers point into the sidecar at an offset no sidecar reaches: a plain onnxruntime session
 # refuses them ("out of bounds") instead of reading coded bytes as weights; runtime.load supplies the decoded ones.
@@ -100,22 +107,39 @@ def export_model(
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as e:
         raise ToolchainError(f"the exported graph is not valid ONNX: {e}") from None
-    standalone = _serialise(proto)
-    files: list[tuple[Path, bytes]] = []
+    standalone_path = out / f"{stem}.onnx"
+    files: list[tuple[Path, bytes]] = [(standalone_path, _serialise(proto))]
     graph_path = sidecar_path = None
     if sidecar:
-        sidecar_path, graph_path = out / f"{stem}.compressed.qsc", out / f"{stem}.compressed.onnx"
         side = encode_sidecar(
             [SidecarTensor(w.name, w.levels, w.bits, w.steps, w.axis, w.multiplier) for w in weights],
             config,
             codecs,
         )
-        files.append((sidecar_path, side))
-        files.append((graph_path, _serialise(sidecar_graph(proto, weights, sidecar_path.name, side))))
-    standalone_path = out / f"{stem}.onnx"
-    files.append((standalone_path, standalone))
+        sidecar_path, graph_path = out / sidecar_name(stem, side), out / f"{stem}.compressed.onnx"
+        graph = _serialise(sidecar_graph(proto, weights, sidecar_path.name, side))
+        files = [(sidecar_path, side), *files, (graph_path, graph)]  # renamed in this order: the graph commits
     atomic_write_many(files)
+    _remove_stale(out, stem, keep=sidecar_path.name if sidecar_path else None)
     return ExportResult(standalone_path, graph_path, sidecar_path, built)
+
+
+def sidecar_name(stem: str, data: bytes) -> str:
+    """The sidecar's file name: content-addressed, so a new export never overwrites the one a graph names."""
+    return f"{stem}.compressed.{hashlib.sha256(data).hexdigest()[:16]}.qsc"
+
+
+def _remove_stale(out: Path, stem: str, keep: str | None) -> None:
+    """After the commit: the stem's sidecars that no graph of this export names (an earlier export's, or a
+    killed one's) and the temporaries a killed export left."""
+    ours = re.compile(re.escape(stem) + r"(\.onnx|\.compressed\.onnx|\.compressed(\.[0-9a-f]{16})?\.qsc)")
+    remove_stale_temporaries(out, lambda name: ours.fullmatch(name) is not None)
+    if keep is None:  # no pair was written: the earlier pair, if any, is left whole
+        return
+    sidecars = re.compile(re.escape(stem) + r"\.compressed(\.[0-9a-f]{16})?\.qsc")
+    for path in out.iterdir():
+        if path.name != keep and sidecars.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
 
 
 def sidecar_graph(

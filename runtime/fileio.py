@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_many", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_many", "atomic_write_text", "remove_stale_temporaries"]
+
+_TEMP_SUFFIX = ".tmp"
 
 
 def _umask_mode() -> int:
@@ -29,7 +31,7 @@ def _umask_mode() -> int:
 
 def _staged(dest: Path) -> tuple[int, str]:
     """A temporary file beside ``dest`` with the permissions ``dest`` would get if written directly."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=_TEMP_SUFFIX, dir=dest.parent)
     os.fchmod(fd, _umask_mode())
     return fd, tmp
 
@@ -72,6 +74,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Atomically replace ``path`` with UTF-8 ``text``."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], is_destination: Callable[[str], bool]) -> list[Path]:
+    """Delete the temporaries that a killed writer left in ``folder`` for destinations ``is_destination`` accepts
+    (a file name). A finished write leaves none, so any found belong to a crash; returns what was deleted."""
+    removed = []
+    for path in Path(folder).glob(f".*{_TEMP_SUFFIX}"):
+        # mkstemp's names: "." + destination name + "." + 8 random characters + suffix
+        dest = path.name[1 : -len(_TEMP_SUFFIX)].rpartition(".")[0]
+        if dest and is_destination(dest) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_many(files: Sequence[tuple[str | os.PathLike[str], bytes]]) -> list[Path]:

@@ -33,6 +33,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.heavy)
 
 
+def sidecar_in(folder: Path, stem: str = "model") -> Path:
+    """The one sidecar of the pair exported to ``folder`` (its name carries a digest of its content)."""
+    found = sorted(folder.glob(f"{stem}.compressed.*.qsc"))
+    assert len(found) == 1, f"{folder}: expected one sidecar, found {[p.name for p in found]}"
+    return found[0]
+
+
 def help_text(*command: str) -> str:
     """``toolchain COMMAND --help`` in this process (:func:`run_main`): the help text."""
     done = run_main(*command, "--help")

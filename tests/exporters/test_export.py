@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from models import get_model_spec, list_models
 from runtime import ToolchainError
 from runtime.kernels import classify_kernels, optimized_graph
 from runtime.sidecar import parse_sidecar
+from tests.conftest import sidecar_in, subprocess_env
 from tests.exporters.helpers import prepared, run_ort, sample
 from toolchain.agreement import compare, output_step
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
@@ -141,7 +145,7 @@ def test_export_is_deterministic(tmp_path: Path) -> None:
     export_model(gm, x, tmp_path / "a", config={"k": 1})
     export_model(gm, x, tmp_path / "b", config={"k": 1})
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
-    assert sorted(a) == ["model.compressed.onnx", "model.compressed.qsc", "model.onnx"]
+    assert sorted(a) == sorted(["model.compressed.onnx", sidecar_in(tmp_path / "a").name, "model.onnx"])
     assert a == b
 
 
@@ -165,6 +169,52 @@ def test_a_failed_export_leaves_earlier_files_untouched(tmp_path: Path, monkeypa
         export_model(other, x, tmp_path)
     monkeypatch.undo()
     assert _files(tmp_path) == before  # no temporary left behind either
+
+
+# A second export that is SIGKILLed at the rename of its graph, the pair's commit point.
+KILLED_AT_COMMIT = """
+import os, signal, sys
+from exporters import export_model
+from tests.exporters.helpers import prepared, sample
+real = os.replace
+def replace(src, dest):
+    if str(dest).endswith(".compressed.onnx"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dest)
+os.replace = replace
+export_model(prepared("lenet5_tiny", wbits=2), sample("lenet5_tiny", 2), sys.argv[1])
+"""
+
+
+def test_an_export_killed_before_its_commit_leaves_the_earlier_pair_whole(tmp_path: Path) -> None:
+    """The new sidecar is already in place when the graph is renamed; the old graph must still find its own."""
+    import runtime
+
+    x = sample("lenet5_tiny", 2)
+    export_model(prepared("lenet5_tiny"), x, tmp_path)
+    first = runtime.load(tmp_path / "model.compressed.onnx").run(x.numpy())[0]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_COMMIT, str(tmp_path)], env=subprocess_env(), timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list(tmp_path.glob("model.compressed.*.qsc"))) == 2  # the new sidecar landed, the graph did not
+    assert list(tmp_path.glob(".model.compressed.onnx.*.tmp"))  # what the kill left behind
+    np.testing.assert_array_equal(runtime.load(tmp_path / "model.compressed.onnx").run(x.numpy())[0], first)
+
+    result = export_model(prepared("lenet5_tiny", wbits=2), x, tmp_path)  # the next export cleans up
+    assert sidecar_in(tmp_path) == result.sidecar and not list(tmp_path.glob(".*.tmp"))
+    second = runtime.load(tmp_path / "model.compressed.onnx").run(x.numpy())[0]
+    assert not np.array_equal(second, first)
+
+
+def test_sidecars_of_other_stems_and_unrelated_files_are_left_alone(tmp_path: Path) -> None:
+    x = sample("lenet5_tiny", 2)
+    export_model(prepared("lenet5_tiny"), x, tmp_path, stem="other")
+    keep = {p.name: p.read_bytes() for p in tmp_path.iterdir()} | {"notes.qsc": b"mine", ".x.tmp": b"mine"}
+    for name in ("notes.qsc", ".x.tmp"):
+        (tmp_path / name).write_bytes(keep[name])
+    (tmp_path / "model.compressed.qsc").write_bytes(b"an older export's fixed-name sidecar")
+    export_model(prepared("lenet5_tiny"), x, tmp_path)
+    assert not (tmp_path / "model.compressed.qsc").exists()
+    assert all((tmp_path / name).read_bytes() == data for name, data in keep.items())
 
 
 def test_sidecar_artefact_holds_the_standalone_weights(tmp_path: Path) -> None:

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 STEM = "model"  # the file stem of the exported fixtures (tests/runtime/conftest.py)
-GRAPH, SIDECAR = f"{STEM}.compressed.onnx", f"{STEM}.compressed.qsc"
+GRAPH = f"{STEM}.compressed.onnx"
+
+
+def sidecar_of(folder: Path) -> Path:
+    """The sidecar the pair's graph names (its file name carries a digest of its content)."""
+    import onnx
+
+    graph = onnx.load(str(folder / GRAPH), load_external_data=False)
+    return folder / {p.key: p.value for p in graph.metadata_props}["toolchain.sidecar"]
 
 
 def edit_header(data: bytes, edit: Callable[[dict[str, Any]], Any]) -> bytes:
@@ -45,9 +53,9 @@ def set_meta(folder: Path, key: str, value: str) -> None:
     (folder / GRAPH).write_bytes(sealed(graph))
 
 
-def resign(folder: Path, sidecar: bytes, name: str = SIDECAR) -> None:
+def resign(folder: Path, sidecar: bytes) -> None:
     """Write ``sidecar`` and record its SHA-256 in the graph, so that only the sidecar's own checks can refuse it."""
     import hashlib
 
-    (folder / name).write_bytes(sidecar)
+    sidecar_of(folder).write_bytes(sidecar)
     set_meta(folder, "toolchain.sidecar_sha256", hashlib.sha256(sidecar).hexdigest())

@@ -24,7 +24,7 @@ from runtime import ToolchainError, atomic_write_bytes, atomic_write_many
 from runtime.codecs import CODECS, CodecError
 from runtime.sidecar import SidecarError, SidecarTensor, encode_sidecar, parse_sidecar
 from tests.exporters.helpers import prepared, sample
-from tests.runtime.helpers import GRAPH, SIDECAR, STEM, edit_header, sealed, set_meta
+from tests.runtime.helpers import GRAPH, STEM, edit_header, sealed, set_meta, sidecar_of
 
 
 def _graph(folder: Path) -> onnx.ModelProto:
@@ -104,8 +104,8 @@ def test_a_huge_tensor_from_a_few_bytes_is_refused_before_decoding() -> None:
 
 
 def test_a_mismatched_sidecar_is_refused_without_reading_it_whole(copy: Path) -> None:
-    with (copy / SIDECAR).open("ab") as fh:  # a large sparse tail: hashing it streams, nothing is held whole
-        fh.truncate((copy / SIDECAR).stat().st_size + (256 << 20))
+    with sidecar_of(copy).open("ab") as fh:  # a large sparse tail: hashing it streams, nothing is held whole
+        fh.truncate(sidecar_of(copy).stat().st_size + (256 << 20))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(ToolchainError, match="SHA-256"):
         runtime.load(copy / GRAPH)
@@ -116,7 +116,7 @@ def test_a_mismatched_sidecar_is_refused_without_reading_it_whole(copy: Path) ->
 
 
 def test_a_header_nested_thousands_deep_is_refused(copy: Path) -> None:
-    data = (copy / SIDECAR).read_bytes()
+    data = sidecar_of(copy).read_bytes()
     raw = b'{"tensors": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     crafted = struct.pack("<8sHHII", data[:8], 1, 0, len(raw), zlib.crc32(raw)) + raw
     with pytest.raises(SidecarError, match="not valid JSON"):
@@ -143,7 +143,8 @@ def test_odd_sidecar_names_are_refused(copy: Path, name: str) -> None:
 
 def test_a_sidecar_name_that_is_not_utf8_is_refused(copy: Path) -> None:
     raw = (copy / GRAPH).read_bytes()  # the name stands in the metadata and in each weight's location
-    (copy / GRAPH).write_bytes(raw.replace(SIDECAR.encode(), SIDECAR.encode()[:-4] + b"\xe9qsc"))
+    name = sidecar_of(copy).name.encode()
+    (copy / GRAPH).write_bytes(raw.replace(name, name[:-4] + b"\xe9qsc"))
     with pytest.raises(ToolchainError, match="not UTF-8"):
         runtime.load(copy / GRAPH)
 

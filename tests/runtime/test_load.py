@@ -45,7 +45,7 @@ def _flip(d: bytes) -> bytes:
 
 @pytest.mark.parametrize(("damage", "message"), [(_truncate, "does not belong"), (_flip, "does not belong")])
 def test_a_damaged_sidecar_is_refused(copy: Path, damage, message: str) -> None:
-    side = copy / f"{STEM}.compressed.qsc"
+    side = helpers.sidecar_of(copy)
     side.write_bytes(damage(side.read_bytes()))
     with pytest.raises(ToolchainError, match=message):
         runtime.load(copy / f"{STEM}.compressed.onnx")
@@ -54,7 +54,7 @@ def test_a_damaged_sidecar_is_refused(copy: Path, damage, message: str) -> None:
 def test_a_sidecar_from_another_graph_is_refused(copy: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     export_model(prepared("lenet5_tiny", wbits=2), sample("lenet5_tiny", 2), other, STEM)
-    shutil.copy(other / f"{STEM}.compressed.qsc", copy / f"{STEM}.compressed.qsc")
+    shutil.copy(helpers.sidecar_of(other), helpers.sidecar_of(copy))
     with pytest.raises(ToolchainError, match="does not belong"):
         runtime.load(copy / f"{STEM}.compressed.onnx")
 
@@ -78,7 +78,7 @@ def _shape_of_first(h: dict) -> None:
 )
 def test_a_consistent_but_invalid_sidecar_is_refused(copy: Path, edit, message: str) -> None:
     """Sidecars whose hash the graph records (so the SHA check passes) must still be checked field by field."""
-    helpers.resign(copy, edit((copy / f"{STEM}.compressed.qsc").read_bytes()))
+    helpers.resign(copy, edit((helpers.sidecar_of(copy)).read_bytes()))
     with pytest.raises(ToolchainError, match=message):
         runtime.load(copy / f"{STEM}.compressed.onnx")
 
@@ -92,14 +92,14 @@ def test_a_sidecar_path_outside_the_folder_is_refused(copy: Path, name: str) -> 
 
 def test_a_symlinked_sidecar_leaving_the_folder_is_refused(copy: Path, tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere.qsc"
-    (copy / f"{STEM}.compressed.qsc").rename(outside)
-    os.symlink(outside, copy / f"{STEM}.compressed.qsc")
+    (helpers.sidecar_of(copy)).rename(outside)
+    os.symlink(outside, helpers.sidecar_of(copy))
     with pytest.raises(ToolchainError, match="outside the model's folder"):
         runtime.load(copy / f"{STEM}.compressed.onnx")
 
 
 def test_missing_files_and_non_onnx_files_are_refused(copy: Path) -> None:
-    (copy / f"{STEM}.compressed.qsc").unlink()
+    (helpers.sidecar_of(copy)).unlink()
     with pytest.raises(ToolchainError, match="does not exist"):
         runtime.load(copy / f"{STEM}.compressed.onnx")
     with pytest.raises(ToolchainError, match="does not exist"):
@@ -145,7 +145,7 @@ def test_fuzzed_sidecars_load_cleanly_or_fail_with_toolchain_error(exported: Pat
     """Random byte flips, cuts and insertions: never a crash, a hang or a foreign exception."""
     folder = Path(tempfile.mkdtemp(dir=tmp_path)) / "m"
     shutil.copytree(exported, folder)
-    side = bytearray((folder / f"{STEM}.compressed.qsc").read_bytes())
+    side = bytearray((helpers.sidecar_of(folder)).read_bytes())
     for _ in range(data.draw(st.integers(1, 4))):
         kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
         at = data.draw(st.integers(0, max(len(side) - 1, 0)))
@@ -158,7 +158,7 @@ def test_fuzzed_sidecars_load_cleanly_or_fail_with_toolchain_error(exported: Pat
     if resign:
         helpers.resign(folder, bytes(side))
     else:
-        (folder / f"{STEM}.compressed.qsc").write_bytes(bytes(side))
+        (helpers.sidecar_of(folder)).write_bytes(bytes(side))
     try:
         model = runtime.load(folder / f"{STEM}.compressed.onnx")
     except ToolchainError:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import help_text, run_cli
+from tests.conftest import help_text, run_cli, sidecar_in
 from toolchain.cli.main import COMMANDS, build_parser, main
 
 
@@ -33,8 +33,9 @@ def test_demo_runs_the_main_job(cli, tmp_path: Path) -> None:
     assert float(rows[-1].split("|")[6].strip(" ×")) > 4  # total compression ratio
     assert "ms (" in rows[-1]  # latency against float
     for path in ("float/last.pt", "prune/pruned.pt", "qat/last.pt", "qat/convergence.png", "prune/pruning.png",
-                 "export/model.compressed.qsc", "report.md", "layers.png"):  # fmt: skip
+                 "report.md", "layers.png"):  # fmt: skip
         assert (tmp_path / path).is_file(), path
+    assert sidecar_in(tmp_path / "export").is_file()
 
 
 def test_train_then_eval_json(cli, tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import runtime
+from exporters.folding import container_multiplier
 from runtime.accounting import account, entropy_bits
-from tests.conftest import help_text
+from tests.conftest import help_text, sidecar_in
 
 ARGS = [
     "compress",
@@ -59,7 +60,7 @@ def test_pruned_weights_reach_the_sidecar_as_zero_levels(compressed) -> None:
 def test_accounting_adds_up(compressed) -> None:
     out, _ = compressed
     acc = account(out / "export" / "model.compressed.onnx")
-    sidecar = (out / "export" / "model.compressed.qsc").stat().st_size
+    sidecar = sidecar_in(out / "export").stat().st_size
     assert acc.sidecar_bytes == sidecar
     assert acc.total_ratio == pytest.approx((acc.weight_params + acc.bias_params) * 4 / (sidecar + 4 * acc.bias_params))
     assert acc.weights_ratio == pytest.approx(acc.weight_params * 4 / (acc.coded_bytes + acc.step_bytes))
@@ -67,7 +68,7 @@ def test_accounting_adds_up(compressed) -> None:
     assert acc.coded_bytes < acc.weight_params // 2  # 4-bit, 60 % zeros: well under 4 bits per weight
     model = runtime.load(out / "export" / "model.compressed.onnx")
     for t in acc.tensors:
-        levels = model.weights()[t.name] // (63 // (2 ** (t.bits - 1) - 1) if t.bits < 8 else 1)
+        levels = model.weights()[t.name] // container_multiplier(t.bits)
         assert t.entropy == pytest.approx(entropy_bits(levels))
         assert t.params == levels.size and t.coded_bytes > 0
 
@@ -83,10 +84,10 @@ def test_a_second_run_reuses_finished_phases_and_a_changed_config_is_refused(cli
     again = cli(*ARGS, "--out-dir", str(out))
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("done before") == 4
-    sidecar = (out / "export" / "model.compressed.qsc").read_bytes()
+    sidecar = sidecar_in(out / "export").read_bytes()
     changed = cli(*[a if a != "0.6" else "0.7" for a in ARGS], "--out-dir", str(out))
     assert changed.returncode == 2 and "different configuration" in changed.stderr
-    assert (out / "export" / "model.compressed.qsc").read_bytes() == sidecar
+    assert sidecar_in(out / "export").read_bytes() == sidecar
 
 
 def test_compress_help_lists_every_phase_option() -> None:
