@@ -7,7 +7,8 @@ is allocated or handed to onnxruntime:
 2. the sidecar name must be a plain file name that resolves (symlinks included) inside the graph's folder;
 3. the sidecar's SHA-256 must match (a sidecar from another graph, a truncated or flipped file stops here);
 4. parse and bound-check the sidecar (:func:`runtime.sidecar.parse_sidecar`), then match every record against the
-   graph's hollow initializers (name, shape, dtype) before decoding;
+   graph's hollow initializers (name, shape, dtype) and its steps against the graph's ``DequantizeLinear`` scales
+   (:mod:`runtime.scales`) before decoding;
 5. decode each tensor (CRC first) and hand it to onnxruntime with ``SessionOptions.add_initializer``; the session
    is created from the graph file itself (no re-serialised model).
 
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ToolchainError
+from .scales import check_weight_scales
 from .sidecar import SidecarError, SidecarIndex, parse_sidecar
 
 __all__ = ["DEVICES", "Model", "TensorInfo", "graph_digest", "load", "materialize", "providers_for"]
@@ -180,7 +182,7 @@ def load(
     sidecar: SidecarIndex | None = None
     initializers: dict[str, tuple[Any, Any]] = {}
     if META_SIDECAR in meta:
-        sidecar, initializers = _attach_sidecar(graph_path, meta, hollow, options)
+        sidecar, initializers = _attach_sidecar(graph_path, graph, meta, hollow, options)
     elif hollow:
         raise ToolchainError(
             f"{graph_path} has external initializers ({', '.join(sorted(hollow)[:3])}, ...) but names no sidecar"
@@ -298,7 +300,7 @@ def _type_name(code: int) -> str:
 
 
 def _attach_sidecar(
-    graph_path: Path, meta: dict[str, str], hollow: dict[str, Any], options: Any
+    graph_path: Path, graph: Any, meta: dict[str, str], hollow: dict[str, Any], options: Any
 ) -> tuple[SidecarIndex, dict[str, tuple[Any, Any]]]:
     import onnx
     import onnxruntime as ort
@@ -326,6 +328,7 @@ def _attach_sidecar(
                 f"tensor {name!r}: sidecar declares int8 {list(record.shape)}, graph expects "
                 f"{_type_name(init.data_type)} {list(init.dims)}"
             )
+    check_weight_scales(graph, records)
     initializers = {}
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # zlib and CRC-32 release the GIL
         arrays = list(pool.map(index.decode, index.records))

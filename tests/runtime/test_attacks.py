@@ -24,7 +24,7 @@ from runtime import ToolchainError, atomic_write_bytes, atomic_write_many
 from runtime.codecs import CODECS, CodecError
 from runtime.sidecar import SidecarError, SidecarTensor, encode_sidecar, parse_sidecar
 from tests.exporters.helpers import prepared, sample
-from tests.runtime.helpers import GRAPH, STEM, edit_header, sealed, set_meta, sidecar_of
+from tests.runtime.helpers import GRAPH, STEM, edit_header, resign, sealed, set_meta, sidecar_of
 
 
 def _graph(folder: Path) -> onnx.ModelProto:
@@ -228,3 +228,58 @@ def test_onnx_files_from_elsewhere_need_no_digest(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "plain.onnx")
     out = runtime.load(tmp_path / "plain.onnx").run(np.array([[-1, 0, 2, -3]], np.float32))[0]
     assert out.tolist() == [[0, 0, 2, 0]]
+
+
+# -- item 4: graph and sidecar agree on every weight's scale ----------------------------------------------------
+
+
+def _weight_scale(graph: onnx.ModelProto) -> TensorProto:
+    """The scale initializer of the first hollow weight's DequantizeLinear."""
+    hollow = {i.name for i in graph.graph.initializer if i.data_location == TensorProto.EXTERNAL}
+    node = next(n for n in graph.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in hollow)
+    return next(i for i in graph.graph.initializer if i.name == node.input[1])
+
+
+@pytest.mark.parametrize("factor", [2.0, 1.0000001], ids=["doubled", "one-ulp-off"])
+def test_a_resealed_graph_whose_weight_scale_differs_from_the_sidecar_is_refused(copy: Path, factor: float) -> None:
+    """Whoever rewrites the whole graph can reseal its digest; the sidecar's steps still say what the scale is."""
+    graph = _graph(copy)
+    scale = _weight_scale(graph)
+    value = onnx.numpy_helper.to_array(scale).astype(np.float32)
+    changed = np.nextafter(value, np.inf) if factor < 1.001 else value * np.float32(factor)
+    scale.CopyFrom(onnx.numpy_helper.from_array(changed.astype(np.float32), scale.name))
+    _save_graph(copy, graph)
+    with pytest.raises(SidecarError, match="scale differs from the sidecar"):
+        runtime.load(copy / GRAPH)
+
+
+def test_a_resigned_sidecar_whose_steps_differ_from_the_graph_is_refused(copy: Path) -> None:
+    def halve_steps(header: dict) -> None:
+        import base64
+
+        record = header["tensors"][0]
+        steps = np.frombuffer(base64.b64decode(record["steps"]), "<f4") / 2
+        record["steps"] = base64.b64encode(steps.astype("<f4").tobytes()).decode("ascii")
+
+    resign(copy, edit_header(sidecar_of(copy).read_bytes(), halve_steps))
+    with pytest.raises(SidecarError, match="scale differs from the sidecar"):
+        runtime.load(copy / GRAPH)
+
+
+def test_a_hollow_weight_read_by_another_node_is_refused(copy: Path) -> None:
+    graph = _graph(copy)
+    hollow = next(i.name for i in graph.graph.initializer if i.data_location == TensorProto.EXTERNAL)
+    graph.graph.node.append(helper.make_node("Identity", [hollow], ["leak"], name="leak"))
+    _save_graph(copy, graph)
+    with pytest.raises(SidecarError, match="not dequantized"):
+        runtime.load(copy / GRAPH)
+
+
+def test_exported_pairs_pass_the_scale_check_at_2_and_8_bits(tmp_path: Path) -> None:
+    """Per-channel and per-tensor weights, 2 and 8 bits (multipliers 63 and 1): the check accepts what is exported."""
+    for wbits in (2, 8):
+        result = export_model(
+            prepared("resnet20_tiny", wbits=wbits), sample("resnet20_tiny", 2), tmp_path / f"w{wbits}"
+        )
+        assert result.graph is not None
+        runtime.load(result.graph)
