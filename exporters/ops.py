@@ -292,6 +292,89 @@ def _global_pool(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: A
     return ctx.op("GlobalAveragePool", _name(node), [inputs[0]])
 
 
+# Smooth activations, gates, products and normalisation: each becomes its standard ONNX op(s) between the
+# DequantizeLinear of its quantized input(s) and the QuantizeLinear of its quantizer. onnxruntime runs it on
+# integers where its QDQ rules have a kernel (Mul, MatMul, Sigmoid, Softmax, ...) and in float otherwise: a float
+# island, which `toolchain export` and `inspect` list by node name.
+
+
+def _hardswish(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    return ctx.op("HardSwish", _name(node), [inputs[0]])
+
+
+def _hardsigmoid(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    return ctx.op("HardSigmoid", _name(node), [inputs[0]], {"alpha": 1.0 / 6.0, "beta": 0.5})  # PyTorch's constants
+
+
+def _sigmoid(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    return ctx.op("Sigmoid", _name(node), [inputs[0]])
+
+
+def _silu(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    name = _name(node)
+    gate = ctx.op("Sigmoid", f"{name}.sigmoid", [inputs[0]])
+    return ctx.op("Mul", name, [inputs[0], gate])
+
+
+def _gelu(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    """``x·Φ(x)`` with the erf (opset 17 has no Gelu op), or PyTorch's tanh approximation."""
+    approximate = module.approximate if module is not None else _arg(node, 1, "approximate", "none")
+    x, name = inputs[0], _name(node)
+
+    def const(suffix: str, value: float) -> Any:
+        return ctx.const(f"{name}.{suffix}", np.array(value, np.float32))
+
+    if approximate == "tanh":  # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+        cube = ctx.op("Mul", f"{name}.x3", [ctx.op("Mul", f"{name}.x2", [x, x]), x])
+        inner = ctx.op("Add", f"{name}.inner", [x, ctx.op("Mul", f"{name}.cx3", [cube, const("c", 0.044715)])])
+        phi = ctx.op("Tanh", f"{name}.tanh", [ctx.op("Mul", f"{name}.scaled", [inner, const("k", (2 / np.pi) ** 0.5)])])
+    elif approximate == "none":  # 0.5·x·(1 + erf(x/√2))
+        phi = ctx.op("Erf", f"{name}.erf", [ctx.op("Mul", f"{name}.scaled", [x, const("k", 0.5**0.5)])])
+    else:
+        raise ToolchainError(f"node {node.name}: GELU approximation {approximate!r} does not export")
+    half = ctx.op("Mul", f"{name}.half", [x, const("half", 0.5)])
+    return ctx.op("Mul", name, [half, ctx.op("Add", f"{name}.one_plus", [phi, const("one", 1.0)])])
+
+
+def _mul(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    """A product of two tensors (a squeeze-excite gate, ``x * gate``) or of a tensor and a number."""
+    args = _args(node)
+    if len(args) != 2 or not any(isinstance(a, fx.Node) for a in args):
+        raise ToolchainError(f"node {node.name}: only the product of two operands exports")
+    odd = [type(a).__name__ for a in args if not isinstance(a, fx.Node | int | float)]
+    if odd:
+        raise ToolchainError(f"node {node.name}: a factor of type {odd[0]} does not export")
+    operands = [
+        inputs[i] if isinstance(a, fx.Node) else ctx.const(f"{_name(node)}.factor", np.array(float(a), np.float32))
+        for i, a in enumerate(args)
+    ]
+    return ctx.op("Mul", _name(node), operands)
+
+
+def _matmul(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    if len(_args(node)) != 2 or not all(isinstance(a, fx.Node) for a in _args(node)):
+        raise ToolchainError(f"node {node.name}: only the product of two tensors exports")
+    return ctx.op("MatMul", _name(node), inputs[:2])
+
+
+def _softmax(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    dim = module.dim if module is not None else _arg(node, 1, "dim")
+    if dim is None:
+        raise ToolchainError(f"node {node.name}: softmax needs an explicit dim to export")
+    return ctx.op("Softmax", _name(node), [inputs[0]], {"axis": int(dim)})
+
+
+def _layer_norm(ctx: ExportContext, node: fx.Node, inputs: list[Any], m: nn.LayerNorm) -> Any:
+    """LayerNormalization over the last ``len(normalized_shape)`` axes, its affine parameters in float."""
+    name, shape = _name(node), tuple(m.normalized_shape)
+    weight = m.weight.detach().numpy() if m.weight is not None else np.ones(shape, np.float32)
+    bias = m.bias.detach().numpy() if m.bias is not None else np.zeros(shape, np.float32)
+    scale_c = ctx.const(f"{name}.scale", weight.astype(np.float32))
+    bias_c = ctx.const(f"{name}.shift", bias.astype(np.float32))
+    attrs = {"axis": -len(shape), "epsilon": float(m.eps)}
+    return ctx.op("LayerNormalization", name, [inputs[0], scale_c, bias_c], attrs)
+
+
 _RESIZE_MODES = {
     "nearest": ("nearest", "asymmetric"),
     "bilinear": ("linear", "half_pixel"),
@@ -322,6 +405,8 @@ def _flatten(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) 
     end = module.end_dim if module is not None else int(_arg(node, 2, "end_dim", -1))
     if end != -1:
         raise ToolchainError(f"node {node.name}: flatten exports only with end_dim=-1")
+    if start != 1:  # ONNX Flatten always gives 2-D; x.flatten(2) (tokens of an image) is a reshape
+        return _reshape(ctx, node, inputs, module)
     ctx.fixed_spatial = True
     return ctx.op("Flatten", _name(node), [inputs[0]], {"axis": start})
 
@@ -393,6 +478,13 @@ MODULE_OPS: dict[type, OpEntry] = {
     nn.BatchNorm2d: OpEntry(_batch_norm),
     nn.ReLU: _RELU,
     nn.ReLU6: OpEntry(_relu6),
+    nn.Hardswish: OpEntry(_hardswish),
+    nn.SiLU: OpEntry(_silu),
+    nn.GELU: OpEntry(_gelu),
+    nn.Hardsigmoid: OpEntry(_hardsigmoid),
+    nn.Sigmoid: OpEntry(_sigmoid),
+    nn.Softmax: OpEntry(_softmax),
+    nn.LayerNorm: OpEntry(_layer_norm),
     Add: OpEntry(_add),
     Concat: OpEntry(_concat),
     nn.AdaptiveAvgPool2d: OpEntry(_global_pool),
@@ -417,6 +509,18 @@ FUNCTION_OPS: dict[Any, OpEntry] = {
     operator.getitem: OpEntry(_getitem, keeps_grid=True, requantize=False),
     F.pixel_shuffle: OpEntry(_pixel_shuffle, keeps_grid=True),
     F.adaptive_avg_pool2d: OpEntry(_global_pool),
+    F.hardswish: OpEntry(_hardswish),
+    F.silu: OpEntry(_silu),
+    F.gelu: OpEntry(_gelu),
+    F.hardsigmoid: OpEntry(_hardsigmoid),
+    torch.sigmoid: OpEntry(_sigmoid),
+    F.sigmoid: OpEntry(_sigmoid),
+    F.softmax: OpEntry(_softmax),
+    torch.softmax: OpEntry(_softmax),
+    operator.mul: OpEntry(_mul),
+    torch.mul: OpEntry(_mul),
+    operator.matmul: OpEntry(_matmul),
+    torch.matmul: OpEntry(_matmul),
 }
 METHOD_OPS: dict[str, OpEntry] = {
     "view": OpEntry(_reshape, keeps_grid=True),
@@ -429,4 +533,7 @@ METHOD_OPS: dict[str, OpEntry] = {
     "size": OpEntry(_size),
     "relu": _RELU,
     "mean": OpEntry(_mean),
+    "sigmoid": OpEntry(_sigmoid),
+    "softmax": OpEntry(_softmax),
+    "mul": OpEntry(_mul),
 }

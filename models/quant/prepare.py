@@ -135,13 +135,21 @@ def weight_bits(layer: Any) -> int:
 #   "value"      - produces a new value (quantize after it unless a BN/activation follows)
 #   "act"        - activation: quantize after it, unsigned
 #   "keep"       - keeps its input's grid (pure data movement, or max)
-# A rule may say its output is unsigned when all its inputs are ("pool").
+# A rule may say its output is unsigned when all its inputs are ("pool"), or always (a sigmoid's gate).
+# A "value" op that is not ReLU-like (Hardswish, a sigmoid gate, softmax) gets a quantizer on its input as well as
+# its output, so that onnxruntime sees Q/DQ on both sides and runs it on integers where it has a kernel for it, in
+# float between a DequantizeLinear and a QuantizeLinear where it has none.
 
 
 @dataclass(frozen=True)
 class Rule:
     kind: str
     unsigned_if_inputs: bool = False
+    unsigned: bool = False
+
+
+_SIGNED_MAP, _GATE = Rule("value"), Rule("value", unsigned=True)
+_PRODUCT = Rule("value", unsigned_if_inputs=True)
 
 
 MODULE_RULES: dict[type, Rule] = {
@@ -156,6 +164,13 @@ MODULE_RULES: dict[type, Rule] = {
     nn.Upsample: Rule("value"),
     nn.ReLU: Rule("act"),
     nn.ReLU6: Rule("act"),
+    nn.Hardswish: _SIGNED_MAP,
+    nn.SiLU: _SIGNED_MAP,
+    nn.GELU: _SIGNED_MAP,
+    nn.Hardsigmoid: _GATE,
+    nn.Sigmoid: _GATE,
+    nn.Softmax: _GATE,
+    nn.LayerNorm: _SIGNED_MAP,
     ChannelShuffle: Rule("keep"),
     nn.PixelShuffle: Rule("keep"),
     nn.MaxPool2d: Rule("keep"),
@@ -175,6 +190,18 @@ FUNCTION_RULES: dict[Any, Rule] = {
     torch.chunk: Rule("keep"),
     F.pixel_shuffle: Rule("keep"),
     F.adaptive_avg_pool2d: Rule("value", True),
+    F.hardswish: _SIGNED_MAP,
+    F.silu: _SIGNED_MAP,
+    F.gelu: _SIGNED_MAP,
+    F.hardsigmoid: _GATE,
+    torch.sigmoid: _GATE,
+    F.sigmoid: _GATE,
+    F.softmax: _GATE,
+    torch.softmax: _GATE,
+    operator.mul: _PRODUCT,
+    torch.mul: _PRODUCT,
+    operator.matmul: _SIGNED_MAP,
+    torch.matmul: _SIGNED_MAP,
 }
 METHOD_RULES: dict[str, Rule] = {
     "view": Rule("keep"),
@@ -187,6 +214,9 @@ METHOD_RULES: dict[str, Rule] = {
     "size": Rule("keep"),
     "mean": Rule("value", True),
     "relu": Rule("act"),
+    "sigmoid": _GATE,
+    "softmax": _GATE,
+    "mul": _PRODUCT,
 }
 
 
@@ -316,7 +346,12 @@ def prepare_qat(model: nn.Module, config: BitSettings) -> fx.GraphModule:
         elif rule.kind == "keep":
             unsigned[node] = bool(inputs) and unsigned.get(inputs[0], False)
         else:
-            unsigned[node] = rule.unsigned_if_inputs and bool(inputs) and all(unsigned.get(a, False) for a in inputs)
+            unsigned[node] = rule.unsigned or (
+                rule.unsigned_if_inputs
+                and bool(inputs)
+                and all(unsigned.get(a, False) for a in inputs)
+                and not any(isinstance(a, int | float) and a < 0 for a in _flat_args(node.args))  # x * -1
+            )
         if rule.kind == "keep" and node not in outputs:
             continue
         if rule.kind == "keep" and _already_quantized(node):
