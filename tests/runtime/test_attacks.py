@@ -67,6 +67,29 @@ def test_external_data_outside_the_weights_is_refused(tmp_path: Path, nest: bool
         runtime.load(path)
 
 
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "dotdot"])
+def test_the_installed_onnxruntime_refuses_the_file_read_on_its_own(tmp_path: Path, relative: bool) -> None:
+    """Defence in depth, and the reason for the `onnxruntime>=1.24.1` floor: 1.23.2 and older read the secret back
+    as an output from both forms (measured), 1.24.1 and newer refuse them without our check."""
+    import onnxruntime as ort
+
+    (tmp_path / "secret.txt").write_text("root:x:0:0:secret")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "inside.bin").write_bytes(bytes(range(16)))
+
+    def session(target: str) -> list:
+        graph = _reads_a_file(target, nest=False)
+        graph.ir_version = 8  # loadable by every release in question, so a refusal is about the path
+        onnx.save(graph, tmp_path / "model" / "leak.onnx")
+        return ort.InferenceSession(str(tmp_path / "model" / "leak.onnx"), providers=["CPUExecutionProvider"]).run(
+            None, {}
+        )
+
+    assert bytes(session("inside.bin")[0]) == bytes(range(16))  # the control: external data in the folder is read
+    with pytest.raises(Exception):  # noqa: B017 - onnxruntime's own error types differ across releases
+        session("../secret.txt" if relative else str(tmp_path / "secret.txt"))
+
+
 def test_a_sidecar_pair_with_an_extra_external_constant_is_refused(copy: Path, tmp_path: Path) -> None:
     graph = _graph(copy)
     leak = _reads_a_file(str(tmp_path / "secret"), nest=False).graph.node[0]
