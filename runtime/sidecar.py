@@ -197,11 +197,13 @@ def parse_sidecar(data: bytes | memoryview) -> SidecarIndex:
     view = memoryview(data)
     if len(view) < _PREAMBLE.size:
         raise SidecarError(f"not a sidecar: {len(view)} bytes is shorter than the {_PREAMBLE.size}-byte preamble")
-    magic, version, _reserved, header_len, header_crc = _PREAMBLE.unpack_from(view)
+    magic, version, reserved, header_len, header_crc = _PREAMBLE.unpack_from(view)
     if magic != MAGIC:
         raise SidecarError(f"not a sidecar: magic {bytes(magic)!r}, expected {MAGIC!r}")
     if version != FORMAT_VERSION:
         raise SidecarError(f"unsupported sidecar format version {version} (this runtime reads {FORMAT_VERSION})")
+    if reserved != 0:  # room for a later version's flags: a version-1 reader must not guess their meaning
+        raise SidecarError(f"reserved preamble field is {reserved}, must be 0 in format version {FORMAT_VERSION}")
     if header_len > min(MAX_HEADER_BYTES, len(view) - _PREAMBLE.size):
         raise SidecarError(f"header length {header_len} exceeds the file ({len(view)} bytes): truncated?")
     header_bytes = bytes(view[_PREAMBLE.size : _PREAMBLE.size + header_len])
