@@ -80,6 +80,75 @@ def test_packed_bytes_by_hand() -> None:
     assert zlib.decompress(body, -15) == LEVELS_5BIT.tobytes()
 
 
+def _leb128(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def spec_ans_decode(body: bytes) -> np.ndarray:
+    """The `ans` codec decoded from docs/sidecar.md alone: plain Python integers, no constriction."""
+    import struct as st
+
+    n_levels, pos = _leb128(body, 0)
+    lo, span = st.unpack_from("<bB", body, pos)
+    pos += 2
+    bitmap = body[pos : pos + -(-span // 8)]
+    pos += len(bitmap)
+    present = [lo + i for i in range(span) if bitmap[i // 8] >> (i % 8) & 1]
+    freqs = []
+    for _ in present:
+        f, pos = _leb128(body, pos)
+        freqs.append(f)
+    if len(present) == 1:
+        return np.full(n_levels, present[0], np.int8)
+    n, total = len(present), float(sum(freqs))
+    probs = [f / total for f in freqs]
+    z = 0.0
+    for q in probs:
+        z += q
+    scale = float((1 << 24) - n) / z
+    cdf, cumulative = [], 0.0
+    for s, q in enumerate(probs):
+        cdf.append(int(cumulative * scale) + s)
+        cumulative += q
+    cdf.append(1 << 24)
+    words = list(st.unpack_from(f"<{(len(body) - pos) // 4}I", body, pos))
+    assert not words or words[-1] != 0
+    x = 0
+    while words and x < 1 << 32:
+        x = (x << 32) | words.pop()
+    out = []
+    for _ in range(n_levels):
+        r = x & ((1 << 24) - 1)
+        s = next(i for i in range(n) if cdf[i] <= r < cdf[i + 1])
+        x = (x >> 24) * (cdf[s + 1] - cdf[s]) + (r - cdf[s])
+        if x < 1 << 32 and words:
+            x = (x << 32) | words.pop()
+        out.append(present[s])
+    assert not words and x == 0
+    return np.array(out, np.int8)
+
+
+def test_the_ans_stream_decodes_from_the_spec_alone() -> None:
+    """A decoder written from docs/sidecar.md (no constriction) reads the golden file and random tensors exactly."""
+    index = parse_sidecar((GOLDEN / "ans.qsc").read_bytes())
+    for record, levels in zip(index.records, (LEVELS_3BIT, LEVELS_5BIT)):
+        body = bytes(index.payload[record.offset : record.offset + record.length])
+        np.testing.assert_array_equal(spec_ans_decode(body), levels.reshape(-1))
+    rng = np.random.default_rng(0)
+    for size, bits, spread in ((1, 4, 1.0), (300, 2, 0.3), (5000, 4, 2.0), (20000, 8, 12.0)):  # 20000 > 2^14 rescales
+        lim = 2 ** (bits - 1) - 1
+        levels = np.clip(np.rint(rng.laplace(0, spread, size)), -lim, lim).astype(np.int8)
+        body = CODECS["ans"].encode(levels, bits)
+        np.testing.assert_array_equal(spec_ans_decode(body), levels)
+
+
 if __name__ == "__main__":  # regenerate
     GOLDEN.mkdir(exist_ok=True)
     for name in sorted(CODECS):
