@@ -338,17 +338,59 @@ def _gelu(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> 
 
 def _mul(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
     """A product of two tensors (a squeeze-excite gate, ``x * gate``) or of a tensor and a number."""
+    return ctx.op("Mul", _name(node), _operands(ctx, node, inputs, "product"))
+
+
+def _sub(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    """``a − b`` of two tensors, or of a tensor and a number (either side)."""
+    return ctx.op("Sub", _name(node), _operands(ctx, node, inputs, "sub"))
+
+
+def _div(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    """A tensor divided by a number (``x / 6``, attention's ``/ √d``); a tensor divisor does not export."""
+    args = _args(node)
+    if len(args) != 2 or not isinstance(args[0], fx.Node) or not isinstance(args[1], int | float):
+        raise ToolchainError(f"node {node.name}: only a tensor divided by a number exports")
+    return ctx.op("Div", _name(node), _operands(ctx, node, inputs, "div"))
+
+
+def _operands(ctx: ExportContext, node: fx.Node, inputs: list[Any], what: str) -> list[Any]:
+    """The two operands of a binary op as ONNX values: tensors as they are, numbers as float32 constants."""
     args = _args(node)
     if len(args) != 2 or not any(isinstance(a, fx.Node) for a in args):
-        raise ToolchainError(f"node {node.name}: only the product of two operands exports")
+        raise ToolchainError(f"node {node.name}: only a {what} of two operands exports")
     odd = [type(a).__name__ for a in args if not isinstance(a, fx.Node | int | float)]
     if odd:
-        raise ToolchainError(f"node {node.name}: a factor of type {odd[0]} does not export")
-    operands = [
-        inputs[i] if isinstance(a, fx.Node) else ctx.const(f"{_name(node)}.factor", np.array(float(a), np.float32))
+        raise ToolchainError(f"node {node.name}: an operand of type {odd[0]} does not export")
+    return [
+        inputs[i] if isinstance(a, fx.Node) else ctx.const(f"{_name(node)}.operand{i}", np.array(float(a), np.float32))
         for i, a in enumerate(args)
     ]
-    return ctx.op("Mul", _name(node), operands)
+
+
+def _tanh(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    return ctx.op("Tanh", _name(node), [inputs[0]])
+
+
+def _leaky_relu(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    slope = module.negative_slope if module is not None else _arg(node, 1, "negative_slope", 0.01)
+    return ctx.op("LeakyRelu", _name(node), [inputs[0]], {"alpha": float(slope)})
+
+
+def _clip(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
+    """Hardtanh(min_val, max_val) and clamp(min, max) as Clip; an open bound stays open."""
+    if module is not None:
+        lo, hi = module.min_val, module.max_val
+    elif node.target is F.hardtanh:
+        lo, hi = _arg(node, 1, "min_val", -1.0), _arg(node, 2, "max_val", 1.0)
+    else:
+        lo, hi = _arg(node, 1, "min"), _arg(node, 2, "max")
+    if any(b is not None and not isinstance(b, int | float) for b in (lo, hi)):
+        raise ToolchainError(f"node {node.name}: only clamping to numbers exports")
+    name = _name(node)
+    bounds = [ctx.const(f"{name}.{k}", np.array(float(b), np.float32)) if b is not None else "" for k, b in
+              (("min", lo), ("max", hi))]  # fmt: skip
+    return ctx.op("Clip", name, [inputs[0], *bounds])
 
 
 def _matmul(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
@@ -485,6 +527,9 @@ MODULE_OPS: dict[type, OpEntry] = {
     nn.Sigmoid: OpEntry(_sigmoid),
     nn.Softmax: OpEntry(_softmax),
     nn.LayerNorm: OpEntry(_layer_norm),
+    nn.Tanh: OpEntry(_tanh),
+    nn.LeakyReLU: OpEntry(_leaky_relu),
+    nn.Hardtanh: OpEntry(_clip),
     Add: OpEntry(_add),
     Concat: OpEntry(_concat),
     nn.AdaptiveAvgPool2d: OpEntry(_global_pool),
@@ -521,6 +566,13 @@ FUNCTION_OPS: dict[Any, OpEntry] = {
     torch.mul: OpEntry(_mul),
     operator.matmul: OpEntry(_matmul),
     torch.matmul: OpEntry(_matmul),
+    torch.tanh: OpEntry(_tanh),
+    F.leaky_relu: OpEntry(_leaky_relu),
+    F.hardtanh: OpEntry(_clip),
+    torch.clamp: OpEntry(_clip),
+    operator.sub: OpEntry(_sub),
+    torch.sub: OpEntry(_sub),
+    operator.truediv: OpEntry(_div),
 }
 METHOD_OPS: dict[str, OpEntry] = {
     "view": OpEntry(_reshape, keeps_grid=True),
@@ -536,4 +588,6 @@ METHOD_OPS: dict[str, OpEntry] = {
     "sigmoid": OpEntry(_sigmoid),
     "softmax": OpEntry(_softmax),
     "mul": OpEntry(_mul),
+    "tanh": OpEntry(_tanh),
+    "clamp": OpEntry(_clip),
 }

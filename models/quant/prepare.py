@@ -171,6 +171,9 @@ MODULE_RULES: dict[type, Rule] = {
     nn.Sigmoid: _GATE,
     nn.Softmax: _GATE,
     nn.LayerNorm: _SIGNED_MAP,
+    nn.Tanh: _SIGNED_MAP,
+    nn.LeakyReLU: _SIGNED_MAP,
+    nn.Hardtanh: _SIGNED_MAP,
     ChannelShuffle: Rule("keep"),
     nn.PixelShuffle: Rule("keep"),
     nn.MaxPool2d: Rule("keep"),
@@ -202,6 +205,13 @@ FUNCTION_RULES: dict[Any, Rule] = {
     torch.mul: _PRODUCT,
     operator.matmul: _SIGNED_MAP,
     torch.matmul: _SIGNED_MAP,
+    torch.tanh: _SIGNED_MAP,
+    F.leaky_relu: _SIGNED_MAP,
+    F.hardtanh: _SIGNED_MAP,
+    torch.clamp: _SIGNED_MAP,
+    operator.sub: _SIGNED_MAP,
+    torch.sub: _SIGNED_MAP,
+    operator.truediv: _PRODUCT,
 }
 METHOD_RULES: dict[str, Rule] = {
     "view": Rule("keep"),
@@ -217,6 +227,8 @@ METHOD_RULES: dict[str, Rule] = {
     "sigmoid": _GATE,
     "softmax": _GATE,
     "mul": _PRODUCT,
+    "tanh": _SIGNED_MAP,
+    "clamp": _SIGNED_MAP,
 }
 
 

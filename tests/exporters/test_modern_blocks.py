@@ -138,3 +138,33 @@ def test_gates_are_unsigned_and_a_negative_factor_is_signed() -> None:
     assert signed["sigmoid"] is False  # a gate in (0, 1)
     assert signed["mul"] is True  # relu output times −0.5
     assert signed["mul_1"] is False  # relu output times 2
+
+
+class Elementwise(nn.Module):
+    """Tanh, LeakyReLU, Hardtanh, clamp, subtraction and division by a number, between convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(1, 8, 3, padding=1)
+        self.leaky, self.hardtanh, self.out = nn.LeakyReLU(0.1), nn.Hardtanh(-0.5, 0.5), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.a(x), self.b(x)
+        y = torch.tanh(a) - self.leaky(b) / 4 + self.hardtanh(b) - torch.clamp(a, min=0.0, max=1.5)
+        return self.out(1.0 - y)
+
+
+def test_elementwise_ops_export_and_agree() -> None:
+    torch.manual_seed(0)
+    gm = prepare_qat(Elementwise().eval(), QuantConfig(wbits=4))
+    calibrate(gm, [torch.randn(16, 1, 8, 8) for _ in range(2)])
+    gm.eval()
+    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    built = build_graph(gm, x)
+    onnx.checker.check_model(built.model, full_check=True)
+    with torch.no_grad():
+        reference = folded_model(gm, built)(x).numpy()
+    agreement = compare(reference, run_ort(built.model.SerializeToString(), x.numpy()), output_step(gm))
+    assert agreement.ok(), agreement
+    ops = {n.op_type for n in built.model.graph.node}
+    assert {"Tanh", "LeakyRelu", "Clip", "Sub", "Div"} <= ops
