@@ -112,6 +112,7 @@ def test_the_report_links_readable_plots_and_holds_the_tables(compressed) -> Non
     rows = [r.split("|") for r in dynamics.splitlines() if r.startswith("| start") or r.startswith("| 1 ")]
     assert [r[1].strip() for r in rows] == ["start", "1"]  # the calibrated start, then the one QAT epoch
     assert all(r[6].strip().endswith("%") for r in rows)  # the near-level share, measured
+    assert "Does this buy accuracy?" in dynamics and "No benefit" in dynamics  # the measured answer beside it
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert {"layers.png", "prune/pruning.png", "qat/convergence.png", "qat/weights.png"} <= set(images)
     for rel in images:
