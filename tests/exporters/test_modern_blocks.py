@@ -9,12 +9,15 @@ none.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import onnx
 import pytest
 import torch
 from torch import nn
 
 from exporters import build_graph
+from exporters.graph import BuiltGraph
 from exporters.reference import folded_model
 from runtime.kernels import classify_kernels, describe_kernels, optimized_graph
 from tests.exporters.helpers import run_ort
@@ -85,16 +88,15 @@ BLOCKS = {
 }
 
 
-def _prepared(name: str) -> torch.fx.GraphModule:
+def _prepared(factory: Callable[[], nn.Module]) -> torch.fx.GraphModule:
     torch.manual_seed(0)
-    gm = prepare_qat(BLOCKS[name][0]().eval(), QuantConfig(wbits=4))
+    gm = prepare_qat(factory().eval(), QuantConfig(wbits=4))
     calibrate(gm, [torch.randn(16, 1, 8, 8) for _ in range(2)])
     return gm.eval()
 
 
-@pytest.mark.parametrize("name", list(BLOCKS))
-def test_block_exports_runs_on_integers_where_onnxruntime_can_and_agrees(name: str) -> None:
-    gm = _prepared(name)
+def _exported_and_agreeing(gm: torch.fx.GraphModule) -> BuiltGraph:
+    """The graph of ``gm``, checked by ONNX and agreeing with its PyTorch reference within ±1 output step."""
     x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(7))
     built = build_graph(gm, x)
     onnx.checker.check_model(built.model, full_check=True)
@@ -102,7 +104,12 @@ def test_block_exports_runs_on_integers_where_onnxruntime_can_and_agrees(name: s
         reference = folded_model(gm, built)(x).numpy()
     agreement = compare(reference, run_ort(built.model.SerializeToString(), x.numpy()), output_step(gm))
     assert agreement.ok(), agreement
+    return built
 
+
+@pytest.mark.parametrize("name", list(BLOCKS))
+def test_block_exports_runs_on_integers_where_onnxruntime_can_and_agrees(name: str) -> None:
+    built = _exported_and_agreeing(_prepared(BLOCKS[name][0]))
     kernels = classify_kernels(optimized_graph(built.model.SerializeToString()))
     assert kernels["float"] == {}, kernels["float"]  # every convolution, linear layer and matrix product on integers
     weighted = sum(kernels["integer"].get(k, 0) for k in ("QLinearConv", "QGemm"))
@@ -114,7 +121,7 @@ def test_block_exports_runs_on_integers_where_onnxruntime_can_and_agrees(name: s
 
 def test_float_islands_are_named_by_layer() -> None:
     """LayerNorm and the GELU's erf have no integer kernel: they are listed by the PyTorch module's name."""
-    gm = _prepared("layernorm_gelu")
+    gm = _prepared(BLOCKS["layernorm_gelu"][0])
     built = build_graph(gm, torch.randn(2, 1, 8, 8))
     islands = classify_kernels(optimized_graph(built.model.SerializeToString()))["float_islands"]
     assert islands.get("norm") == "LayerNormalization"
@@ -155,16 +162,6 @@ class Elementwise(nn.Module):
 
 
 def test_elementwise_ops_export_and_agree() -> None:
-    torch.manual_seed(0)
-    gm = prepare_qat(Elementwise().eval(), QuantConfig(wbits=4))
-    calibrate(gm, [torch.randn(16, 1, 8, 8) for _ in range(2)])
-    gm.eval()
-    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(7))
-    built = build_graph(gm, x)
-    onnx.checker.check_model(built.model, full_check=True)
-    with torch.no_grad():
-        reference = folded_model(gm, built)(x).numpy()
-    agreement = compare(reference, run_ort(built.model.SerializeToString(), x.numpy()), output_step(gm))
-    assert agreement.ok(), agreement
+    built = _exported_and_agreeing(_prepared(Elementwise))
     ops = {n.op_type for n in built.model.graph.node}
     assert {"Tanh", "LeakyRelu", "Clip", "Sub", "Div"} <= ops
