@@ -298,18 +298,6 @@ def _global_pool(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: A
 # island, which `toolchain export` and `inspect` list by node name.
 
 
-def _hardswish(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
-    return ctx.op("HardSwish", _name(node), [inputs[0]])
-
-
-def _hardsigmoid(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
-    return ctx.op("HardSigmoid", _name(node), [inputs[0]], {"alpha": 1.0 / 6.0, "beta": 0.5})  # PyTorch's constants
-
-
-def _sigmoid(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
-    return ctx.op("Sigmoid", _name(node), [inputs[0]])
-
-
 def _silu(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
     name = _name(node)
     gate = ctx.op("Sigmoid", f"{name}.sigmoid", [inputs[0]])
@@ -366,10 +354,6 @@ def _operands(ctx: ExportContext, node: fx.Node, inputs: list[Any], what: str) -
         inputs[i] if isinstance(a, fx.Node) else ctx.const(f"{_name(node)}.operand{i}", np.array(float(a), np.float32))
         for i, a in enumerate(args)
     ]
-
-
-def _tanh(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
-    return ctx.op("Tanh", _name(node), [inputs[0]])
 
 
 def _leaky_relu(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
@@ -510,6 +494,10 @@ def _size(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> 
 
 
 _RELU = OpEntry(_simple("Relu"))
+_HARDSWISH = OpEntry(_simple("HardSwish"))
+_HARDSIGMOID = OpEntry(_simple("HardSigmoid", alpha=1.0 / 6.0, beta=0.5))  # PyTorch's constants
+_SIGMOID = OpEntry(_simple("Sigmoid"))
+_TANH = OpEntry(_simple("Tanh"))
 _KEEP = OpEntry(_passthrough, keeps_grid=True, requantize=False)
 
 MODULE_OPS: dict[type, OpEntry] = {
@@ -520,14 +508,14 @@ MODULE_OPS: dict[type, OpEntry] = {
     nn.BatchNorm2d: OpEntry(_batch_norm),
     nn.ReLU: _RELU,
     nn.ReLU6: OpEntry(_relu6),
-    nn.Hardswish: OpEntry(_hardswish),
+    nn.Hardswish: _HARDSWISH,
     nn.SiLU: OpEntry(_silu),
     nn.GELU: OpEntry(_gelu),
-    nn.Hardsigmoid: OpEntry(_hardsigmoid),
-    nn.Sigmoid: OpEntry(_sigmoid),
+    nn.Hardsigmoid: _HARDSIGMOID,
+    nn.Sigmoid: _SIGMOID,
     nn.Softmax: OpEntry(_softmax),
     nn.LayerNorm: OpEntry(_layer_norm),
-    nn.Tanh: OpEntry(_tanh),
+    nn.Tanh: _TANH,
     nn.LeakyReLU: OpEntry(_leaky_relu),
     nn.Hardtanh: OpEntry(_clip),
     Add: OpEntry(_add),
@@ -554,19 +542,19 @@ FUNCTION_OPS: dict[Any, OpEntry] = {
     operator.getitem: OpEntry(_getitem, keeps_grid=True, requantize=False),
     F.pixel_shuffle: OpEntry(_pixel_shuffle, keeps_grid=True),
     F.adaptive_avg_pool2d: OpEntry(_global_pool),
-    F.hardswish: OpEntry(_hardswish),
+    F.hardswish: _HARDSWISH,
     F.silu: OpEntry(_silu),
     F.gelu: OpEntry(_gelu),
-    F.hardsigmoid: OpEntry(_hardsigmoid),
-    torch.sigmoid: OpEntry(_sigmoid),
-    F.sigmoid: OpEntry(_sigmoid),
+    F.hardsigmoid: _HARDSIGMOID,
+    torch.sigmoid: _SIGMOID,
+    F.sigmoid: _SIGMOID,
     F.softmax: OpEntry(_softmax),
     torch.softmax: OpEntry(_softmax),
     operator.mul: OpEntry(_mul),
     torch.mul: OpEntry(_mul),
     operator.matmul: OpEntry(_matmul),
     torch.matmul: OpEntry(_matmul),
-    torch.tanh: OpEntry(_tanh),
+    torch.tanh: _TANH,
     F.leaky_relu: OpEntry(_leaky_relu),
     F.hardtanh: OpEntry(_clip),
     torch.clamp: OpEntry(_clip),
@@ -585,9 +573,9 @@ METHOD_OPS: dict[str, OpEntry] = {
     "size": OpEntry(_size),
     "relu": _RELU,
     "mean": OpEntry(_mean),
-    "sigmoid": OpEntry(_sigmoid),
+    "sigmoid": _SIGMOID,
     "softmax": OpEntry(_softmax),
     "mul": OpEntry(_mul),
-    "tanh": OpEntry(_tanh),
+    "tanh": _TANH,
     "clamp": OpEntry(_clip),
 }
