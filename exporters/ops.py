@@ -3,7 +3,9 @@
 Three tables, keyed like ``models.quant.prepare``'s rules: by module type, by function, by tensor-method name.
 An entry is an emitter ``fn(ctx, node, inputs, module) -> value`` and whether the op *keeps its input's grid*
 (pure data movement or max): the builder then re-quantizes the result onto that grid so that integer kernels
-downstream see a ``DequantizeLinear`` directly. A node with no entry is an error naming the op.
+downstream see a ``DequantizeLinear`` directly. A layer with no entry is a float island (:mod:`exporters.islands`);
+``prepare_qat`` wraps functions and methods without a rule as such layers, so any other node without an entry is an
+error naming the op.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from runtime import ToolchainError
 from .context import ExportContext, Grid, WeightTensor, readable
 from .deconv import subpixel_supported, subpixel_weights
 from .folding import IntegerLayer, integer_layer
+from .islands import emit_island
 
 __all__ = ["FUNCTION_OPS", "METHOD_OPS", "MODULE_OPS", "OpEntry", "emit"]
 
@@ -64,10 +67,7 @@ def emit(ctx: ExportContext, node: fx.Node) -> None:
 
 def _lookup(node: fx.Node, module: Any) -> OpEntry:
     if node.op == "call_module":
-        entry = MODULE_OPS.get(type(module))
-        if entry is None:
-            raise ToolchainError(f"cannot export layer {node.target!r} of type {type(module).__name__}")
-        return entry
+        return MODULE_OPS.get(type(module), _ISLAND)  # a layer without a rule is a float island
     if node.op == "call_function":
         entry = FUNCTION_OPS.get(node.target)
         if entry is None:
@@ -499,6 +499,7 @@ _HARDSIGMOID = OpEntry(_simple("HardSigmoid", alpha=1.0 / 6.0, beta=0.5))  # PyT
 _SIGMOID = OpEntry(_simple("Sigmoid"))
 _TANH = OpEntry(_simple("Tanh"))
 _KEEP = OpEntry(_passthrough, keeps_grid=True, requantize=False)
+_ISLAND = OpEntry(emit_island)
 
 MODULE_OPS: dict[type, OpEntry] = {
     ActQuant: OpEntry(_act_quant),

@@ -220,6 +220,7 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
             "files": summary["files"],
             "integer_kernels": summary["integer_kernels"],
             "float_kernels": summary["float_kernels"],
+            "float_islands": summary["kernels"]["float_islands"],
             "onnxruntime": report.metrics["onnxruntime"],
             "float_agreement": report.float_agreement,
             "verify_failures": report.failures,

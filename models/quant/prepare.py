@@ -9,7 +9,9 @@ The model is traced with ``torch.fx`` and rewritten by a table of rules (no ``is
   concatenation/pooling whose result is not consumed solely by a following batch norm or activation (signed unless
   all inputs are unsigned, e.g. pooling of ReLU outputs);
 * the network input gets a signed quantizer and the outputs get quantizers (``io_abits``);
-* reshaping ops (channel shuffle, pixel shuffle, max-pool, flatten, chunk, dropout) keep their input's grid.
+* reshaping ops (channel shuffle, pixel shuffle, max-pool, flatten, chunk, dropout) keep their input's grid;
+* an op with no rule (a PReLU, a GroupNorm, ``torch.erf``) is a *float island*: quantized input and output, float
+  in between (:mod:`models.quant.islands`), so a network is never refused for one unknown op.
 
 Batch norm stays a float module during training and is folded into the preceding convolution by ``freeze``; with
 per-channel steps that folding changes only the steps, never the integer levels (see :mod:`models.quant.freeze`).
@@ -33,6 +35,7 @@ from torch import nn
 from models.layers import Add, ChannelShuffle, Concat
 from runtime import ToolchainError
 
+from .islands import check_islands, wrap_call
 from .quantizers import (
     LearnedIntAct,
     LearnedUintAct,
@@ -239,28 +242,35 @@ class _Tracer(fx.Tracer):
         return type(m) in MODULE_RULES or super().is_leaf_module(m, qualname)
 
 
+# An op without a rule is a float island (see :mod:`models.quant.islands`): a new signed value, quantized on both
+# sides, computed in float. Calls that return no tensor cannot be one.
+ISLAND = Rule("value")
+_NOT_TENSORS = {getattr, "dim", "numel", "item", "tolist", "type", "get_device", "stride"}
+
+
 def _rule(gm: fx.GraphModule, node: fx.Node) -> Rule | None:
     if node.op == "call_module":
         module = gm.get_submodule(str(node.target))
-        rule = MODULE_RULES.get(type(module))
-        if rule is None:
-            raise ToolchainError(
-                f"unsupported layer {node.target!r} of type {type(module).__name__}; "
-                f"supported: {', '.join(sorted(t.__name__ for t in MODULE_RULES))}"
-            )
-        return rule
+        return MODULE_RULES.get(type(module), ISLAND)
     if node.op == "call_function":
-        rule = FUNCTION_RULES.get(node.target)
-        if rule is None:
-            raise ToolchainError(
-                f"unsupported operation {getattr(node.target, '__name__', node.target)} (node {node.name})"
-            )
-        return rule
+        return FUNCTION_RULES.get(node.target)
     if node.op == "call_method":
-        if str(node.target) not in METHOD_RULES:
-            raise ToolchainError(f"unsupported tensor method .{node.target}() (node {node.name})")
-        return METHOD_RULES[str(node.target)]
+        return METHOD_RULES.get(str(node.target))
     return None
+
+
+def _wrap_islands(gm: fx.GraphModule) -> None:
+    """Make every function or method without a rule a named :class:`FloatIsland` module; refuse calls that return
+    no tensor (``x.shape``, ``x.dim()``), which no quantizer can follow."""
+    for node in list(gm.graph.nodes):
+        if node.op not in ("call_function", "call_method") or _rule(gm, node) is not None:
+            continue
+        target = node.target if node.op == "call_function" else str(node.target)
+        shown = getattr(target, "__name__", str(target)) if node.op == "call_function" else f".{target}()"
+        if target in _NOT_TENSORS or not node.all_input_nodes:
+            raise ToolchainError(f"unsupported operation {shown} (node {node.name}): it does not compute a tensor "
+                                 "from tensors, so it cannot run as a float island")  # fmt: skip
+        wrap_call(gm, node)
 
 
 def _swap_weighted(float_layer: Any, bits: int, per_channel: bool) -> nn.Module:
@@ -320,8 +330,10 @@ def _is_depthwise(layer: nn.Module) -> bool:
 def prepare_qat(model: nn.Module, config: BitSettings) -> fx.GraphModule:
     """Quant-aware copy of ``model`` (which is left untouched); see the module docstring for the rules.
 
+    Ops without a rule become float islands, listed by :func:`models.quant.islands.float_islands`.
+
     Raises:
-        ToolchainError: for a layer or operation without a rule, naming it and its type.
+        ToolchainError: for a call that computes no tensor, or a model ``torch.fx`` cannot trace, naming it.
     """
     unknown = set(config.layer_wbits) - {n for n, m in model.named_modules() if type(m) in MODULE_RULES}
     if unknown:
@@ -332,8 +344,11 @@ def prepare_qat(model: nn.Module, config: BitSettings) -> fx.GraphModule:
     except Exception as e:  # fx raises many types for untraceable code
         raise ToolchainError(f"cannot trace {type(model).__name__} with torch.fx: {e}") from None
     gm = fx.GraphModule(model, graph, type(model).__name__ + "QAT")
+    _wrap_islands(gm)
     nodes = list(gm.graph.nodes)
     rules = {n: _rule(gm, n) for n in nodes}
+    modules = [str(n.target) for n in nodes if n.op == "call_module"]
+    gm.meta["float_islands"] = [m for m in modules if type(gm.get_submodule(m)) not in MODULE_RULES]
 
     weighted = [n for n in nodes if (r := rules[n]) is not None and r.kind == "weighted"]
     for i, node in enumerate(weighted):
@@ -438,7 +453,8 @@ def act_quantizers(model: nn.Module) -> list[tuple[str, ActQuant]]:
 def calibrate(
     model: nn.Module, batches: Iterable[torch.Tensor], progress: Callable[[Iterable], Iterable] = iter
 ) -> dict[str, float]:
-    """Set every activation step to the MSE-optimal step of the values seen on ``batches`` (weights quantized).
+    """Set every activation step to the MSE-optimal step of the values seen on ``batches`` (weights quantized), and
+    check that every float island exports to ONNX (:func:`models.quant.islands.check_islands`).
 
     Returns the chosen steps by quantizer name.
     """
@@ -447,8 +463,10 @@ def calibrate(
     model.eval()
     for _, q in quants:
         q.calibrating, q._samples = True, []
+    first: torch.Tensor | None = None
     try:
         for x in progress(batches):
+            first = x if first is None else first
             model(x)
     finally:
         for _, q in quants:
@@ -465,4 +483,6 @@ def calibrate(
         q.set_step(step)
         steps[name] = step
     model.train(was_training)
+    if first is not None:
+        check_islands(model, first)  # an island ONNX cannot express fails here, before any training
     return steps

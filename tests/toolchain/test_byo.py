@@ -39,6 +39,18 @@ def small_cnn(num_classes: int, in_chans: int = 1, width: int = 8) -> nn.Module:
 
 def not_a_model(num_classes: int):
     return "a string"
+
+class Unruled(nn.Module):  # PReLU, GroupNorm and ELU: no quantization rule for any, so each is a float island
+
+    def __init__(self, num_classes: int, in_chans: int = 1, width: int = 8) -> None:
+        super().__init__()
+        self.conv1, self.act = nn.Conv2d(in_chans, width, 3, padding=1), nn.PReLU(width)
+        self.norm, self.conv2 = nn.GroupNorm(2, width), nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        y = self.norm(self.act(self.conv1(x)))
+        return self.fc(nn.functional.elu(self.conv2(y)).mean((2, 3)))
 """
 
 
@@ -73,6 +85,22 @@ def test_compress_a_user_factory_from_its_own_weights(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "not a torch.nn.Module" in bad.stderr
     missing = _toolchain("compress", "--model", "nowhere:net", "--out-dir", str(tmp_path / "bad"), pythonpath=tmp_path)
     assert missing.returncode == 2 and "cannot import 'nowhere'" in missing.stderr
+
+
+@pytest.mark.heavy
+def test_compress_a_network_with_ops_that_have_no_rule(tmp_path: Path) -> None:
+    """Float islands end to end: trained, pruned, exported with integer convolutions around them, listed by layer."""
+    (tmp_path / "mynets.py").write_text(MYNETS)
+    out = tmp_path / "run"
+    done = _toolchain("compress", "--model", "mynets:Unruled", "--prune-epochs", "1", "--epochs", "1", "--ratio",
+                      "0.3", "--no-progress", "--json", "--out-dir", str(out), pythonpath=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("float islands (no quantization rule") == 1
+    assert "act (PReLU), norm (GroupNorm), elu (elu)" in done.stderr
+    export = json.loads(done.stdout)["export"]
+    assert export["integer_kernels"] == {"QLinearConv": 2, "QGemm": 1} and export["float_kernels"] == {}
+    assert {"act/PRelu", "elu/Elu"} <= set(export["float_islands"])
+    assert export["verify_failures"] == [] and export["onnxruntime"]["top1"] > 80
 
 
 @pytest.mark.heavy

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     **{k: summary[k] for k in keys},
+                    "float_islands": summary["kernels"]["float_islands"],
                     "agreement": agreement.to_dict(),
                     "agreement_with_qat": with_qat.to_dict(),
                 }

@@ -14,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from models.quant.islands import float_islands
 from models.quant.prepare import calibrate, prepare_qat, weight_bits, weight_step
 from runtime import ToolchainError
 
@@ -127,6 +129,7 @@ class QATRecipe(PenaltyRecipe):
         self.alpha_rate = 0.0  # the rise update's constant rate (set in build)
         self.alpha_stopped: int | None = None  # the step at which the rise update froze α (alpha_stop)
         self.near_level_start = math.nan  # share of weights within δ/10 of a level after calibration
+        self.islands: dict[str, str] = {}  # layers without a quantization rule, computed in float
 
     def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
         c = self.config
@@ -138,6 +141,11 @@ class QATRecipe(PenaltyRecipe):
         if c.io_sign == "auto":  # images in [0, 1] in and out for super-resolution; normalised data elsewhere
             c = c.replace(io_sign="unsigned" if bundle.task == "super_resolution" else "signed")
         qat = prepare_qat(model.to(env.device), c).to(env.device)
+        self.islands = float_islands(qat)
+        if self.islands and env.is_main and self.float_weights:  # once, when training starts (not on restore)
+            shown = ", ".join(f"{name} ({kind})" for name, kind in self.islands.items())
+            print(f"float islands (no quantization rule: float between dequantize and quantize): {shown}",
+                  file=sys.stderr)  # fmt: skip
         # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
         batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
         calibrate(qat, (x.to(env.device) for x, _ in itertools.islice(batches, c.calib_batches)))
@@ -227,7 +235,11 @@ class QATRecipe(PenaltyRecipe):
         if self.initial:
             paths.append(plot_weight_histogram(self.initial, final, self.layer, out_dir / "weights.png"))
         assert self.regularizer is not None
-        return {"plots": [str(p) for p in paths], "near_level_share": self.regularizer.near_level_share()}
+        return {
+            "plots": [str(p) for p in paths],
+            "near_level_share": self.regularizer.near_level_share(),
+            "float_islands": self.islands,
+        }
 
 
 def _largest_inner_layer(model: nn.Module, bits: int) -> str:
