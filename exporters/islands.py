@@ -26,7 +26,7 @@ __all__ = ["emit_island"]
 def emit_island(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
     name = str(node.target)
     sources = [a for a in node.args if isinstance(a, fx.Node)]
-    examples = [torch.zeros(ctx.shape_of(a)) for a in sources]
+    examples = [torch.zeros(ctx.shape_of(a), dtype=a.meta["tensor_meta"].dtype) for a in sources]
     sub = gs.import_onnx(island_onnx(module, examples, name))
     if len(sub.outputs) != 1 or len(sub.inputs) != len(sources):
         raise ToolchainError(f"float island {name!r}: expected {len(sources)} inputs and 1 output in its ONNX form")

@@ -104,6 +104,9 @@ def _name(node: fx.Node) -> str:
 
 
 def _act_quant(ctx: ExportContext, node: fx.Node, inputs: list[Any], q: ActQuant) -> Any:
+    meta = node.meta.get("tensor_meta")
+    if meta is not None and not meta.dtype.is_floating_point:  # a mask or indices pass unquantized (ActQuant too)
+        return inputs[0]
     frozen = ctx.frozen.acts[str(node.target)]
     grid = Grid(np.float32(frozen.step), frozen.signed)
     lo, hi = act_levels(frozen.bits, frozen.signed)

@@ -40,6 +40,7 @@ INTEGER_OPS = frozenset(
         "QLinearLeakyRelu",
         "QLinearSigmoid",
         "QLinearSoftmax",
+        "QLinearWhere",
         "ConvInteger",
         "MatMulInteger",
         "MatMulIntegerToFloat",

@@ -90,6 +90,7 @@ class ActQuant(nn.Module):
         quant = LearnedIntAct if signed else LearnedUintAct
         self.quant = QuantIdentity(act_quant=quant, bit_width=bits, scaling_init=1.0, return_quant_tensor=False)
         self.calibrating = False
+        self.not_float = False  # set when it sees a mask or an index (a float island's comparison): it passes those
         self._samples: list[torch.Tensor] = []
 
     @property
@@ -106,6 +107,9 @@ class ActQuant(nn.Module):
         self._threshold.fill_(float(step) * act_divisor(self.bits, self.signed))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_floating_point():  # a boolean mask (y > 0) or integer indices: nothing to quantize
+            self.not_float = True
+            return x
         if self.calibrating:
             flat = x.detach().flatten().float()
             if flat.numel() > ACT_SAMPLES:
@@ -473,6 +477,8 @@ def calibrate(
             q.calibrating = False
     steps = {}
     for name, q in quants:
+        if not q._samples and q.not_float:
+            continue
         if not q._samples:
             raise ToolchainError(f"quantizer {name} saw no data during calibration")
         values = torch.cat(q._samples)

@@ -44,9 +44,8 @@ def _calibrated(model: nn.Module) -> torch.fx.GraphModule:
     return gm.eval()
 
 
-def test_ops_without_a_rule_run_in_float_between_integer_layers_and_agree() -> None:
-    gm = _calibrated(Unruled())
-    assert float_islands(gm) == {"act": "PReLU", "norm": "GroupNorm", "erf": "erf", "exp": ".exp()"}
+def _exported_and_agreeing(gm: torch.fx.GraphModule) -> dict:
+    """The kernels onnxruntime runs for the export of ``gm``, checked to agree with its PyTorch model ±1 step."""
     x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(7))
     built = build_graph(gm, x)
     onnx.checker.check_model(built.model, full_check=True)
@@ -54,13 +53,38 @@ def test_ops_without_a_rule_run_in_float_between_integer_layers_and_agree() -> N
         reference = folded_model(gm, built)(x).numpy()
     agreement = compare(reference, run_ort(built.model.SerializeToString(), x.numpy()), output_step(gm))
     assert agreement.ok(), agreement
+    return classify_kernels(optimized_graph(built.model.SerializeToString()))
 
-    kernels = classify_kernels(optimized_graph(built.model.SerializeToString()))
+
+def test_ops_without_a_rule_run_in_float_between_integer_layers_and_agree() -> None:
+    gm = _calibrated(Unruled())
+    assert float_islands(gm) == {"act": "PReLU", "norm": "GroupNorm", "erf": "erf", "exp": ".exp()"}
+    kernels = _exported_and_agreeing(gm)
     assert kernels["float"] == {}  # both convolutions and the linear layer on integers
     assert kernels["integer"].get("QLinearConv") == 2 and kernels["integer"].get("QGemm") == 1
     islands = kernels["float_islands"]
     assert islands.get("act/PRelu") == "PRelu" and islands.get("erf/Erf") == "Erf" and islands.get("exp/Exp") == "Exp"
     assert any(name.startswith("norm/") for name in islands)  # GroupNorm as torch writes it, under its layer's name
+
+
+def test_a_mask_from_a_comparison_passes_unquantized_into_where() -> None:
+    """``torch.where(y > 0, y, 0.1 * y)``: the comparison's boolean mask gets no quantizer; onnxruntime runs the
+    Where on integers."""
+
+    class Masked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.out = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.out(torch.where(y > 0, y, y * 0.1))
+
+    gm = _calibrated(Masked())
+    assert float_islands(gm) == {"gt": "gt", "where": "where"}
+    kernels = _exported_and_agreeing(gm)
+    assert kernels["integer"] == {"QLinearConv": 2, "QLinearWhere": 1}
+    assert kernels["float_islands"].get("gt/Greater") == "Greater"
 
 
 def test_an_island_onnx_cannot_express_fails_at_calibration_naming_the_layer() -> None:
