@@ -239,9 +239,10 @@ def _relu6(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) ->
 
 
 def _add(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
-    if len(_args(node)) != 2 or not all(isinstance(a, fx.Node) for a in _args(node)):
-        raise ToolchainError(f"node {node.name}: only the sum of two tensors exports")
-    return ctx.op("Add", _name(node), inputs[:2])
+    """The sum of two tensors (a residual), or of a tensor and a number (``x + 3``, either side)."""
+    if node.kwargs.get("alpha", 1) != 1:
+        raise ToolchainError(f"node {node.name}: torch.add with alpha does not export; write a + alpha * b")
+    return ctx.op("Add", _name(node), _operands(ctx, node, inputs, "sum"))
 
 
 def _concat(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:

@@ -77,7 +77,7 @@ def test_a_mask_from_a_comparison_passes_unquantized_into_where() -> None:
             self.conv, self.out = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 1)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.conv(x)
+            y = self.conv(x) + 0.25  # a tensor plus a number exports too
             return self.out(torch.where(y > 0, y, y * 0.1))
 
     gm = _calibrated(Masked())
