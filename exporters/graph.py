@@ -74,8 +74,8 @@ def build_graph(
             ctx.values[node] = var
         elif node.op == "output":
             outputs = _collect_outputs(ctx, node)
-        elif node.op == "get_attr":
-            raise ToolchainError(f"node {node.name} reads a tensor attribute {node.target!r}; only layers export")
+        elif node.op == "get_attr":  # a learned tensor such as a position embedding: a float constant, quantized after
+            ctx.values[node] = ctx.const(str(node.target), _attribute(gm, str(node.target)))
         else:
             emit(ctx, node)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -89,6 +89,15 @@ def build_graph(
     model.ir_version = 8
     model.producer_version = _version()
     return BuiltGraph(model, ctx.weights, ctx.layers, frozen)
+
+
+def _attribute(gm: fx.GraphModule, target: str) -> np.ndarray:
+    value: Any = gm
+    for part in target.split("."):
+        value = getattr(value, part)
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise ToolchainError(f"attribute {target!r} is not a float tensor; only float parameters and buffers export")
+    return value.detach().cpu().float().numpy()
 
 
 def _symbolic(shape: tuple[int, ...], fixed: bool, h: str, w: str) -> list[int | str]:

@@ -134,11 +134,25 @@ def _weighted(ctx: ExportContext, node: fx.Node, inputs: list[Any], layer: Any) 
     if il.bias is not None:
         op_inputs.append(_bias(ctx, name, il.bias, il.bias_scale))
     if isinstance(layer, QuantLinear):
-        return ctx.op("Gemm", name, op_inputs, {"transB": 1})
+        return _linear(ctx, node, op_inputs, grid_in, layer.out_features)
     attrs = _conv_attrs(name, layer)
     if isinstance(layer, QuantConvTranspose2d):
         return ctx.op("ConvTranspose", name, op_inputs, {**attrs, "output_padding": _pair(layer.output_padding)})
     return ctx.op("Conv", name, op_inputs, attrs)
+
+
+def _linear(ctx: ExportContext, node: fx.Node, op_inputs: list[Any], grid: Grid, features: int) -> Any:
+    """Gemm; on tokens (N, T, C) or any tensor of rank > 2, flattened to (N·T, C) around it and the flat input
+    re-quantized on its own grid (lossless), so that onnxruntime still runs it as QGemm."""
+    name, shape = str(node.target), ctx.shape_of(_args(node)[0])
+    if len(shape) == 2:
+        return ctx.op("Gemm", name, op_inputs, {"transB": 1})
+    ctx.fixed_spatial = True  # the token count (or spatial size) is baked into the reshape back
+    flat_shape = ctx.const(f"{name}.flat_shape", np.array([-1, shape[-1]], np.int64))
+    flat = ctx.quantize(ctx.op("Reshape", f"{name}.flatten", [op_inputs[0], flat_shape]), grid, f"{name}.flat")
+    y = ctx.op("Gemm", name, [flat, *op_inputs[1:]], {"transB": 1})
+    out_shape = ctx.const(f"{name}.out_shape", np.array([-1, *shape[1:-1], features], np.int64))
+    return ctx.op("Reshape", f"{name}.unflatten", [y, out_shape])
 
 
 def _weight(ctx: ExportContext, name: str, levels: np.ndarray, il: IntegerLayer) -> Any:

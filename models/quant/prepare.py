@@ -260,6 +260,8 @@ def _rule(gm: fx.GraphModule, node: fx.Node) -> Rule | None:
         return FUNCTION_RULES.get(node.target)
     if node.op == "call_method":
         return METHOD_RULES.get(str(node.target))
+    if node.op == "get_attr":  # a learned tensor used directly (a position embedding): quantized like any new value
+        return Rule("value")
     return None
 
 

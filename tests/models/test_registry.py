@@ -22,6 +22,7 @@ def test_registry_lists_every_required_architecture() -> None:
         "srcnn",
         "fsrcnn",
         "espcn",
+        "vit_small",
     }
     assert required <= names
     for family in (
@@ -34,6 +35,7 @@ def test_registry_lists_every_required_architecture() -> None:
         "srcnn",
         "fsrcnn",
         "espcn",
+        "vit",
     ):
         assert any(n.startswith(family) for n in list_models(tag="tiny")), f"no tiny variant of {family}"
     # Every ImageNet-resolution classifier has a small-input variant.
