@@ -91,4 +91,4 @@ def _vit_small(**kw) -> VisionTransformer:
 
 @register_model("vit_tiny", input_size=28, in_chans=1, num_classes=10, tags=("tiny",), data_args=_DATA_ARGS)
 def _vit_tiny(**kw) -> VisionTransformer:
-    return VisionTransformer(**{"dim": 16, "depth": 1, "heads": 2, "patch": 7, **kw})
+    return VisionTransformer(**{"dim": 16, "depth": 1, "heads": 2, "patch": 4, **kw})

@@ -38,6 +38,13 @@ ALL_MODELS = [
 ]
 
 
+# Networks whose onnxruntime integer kernels round where the PyTorch model of the export does not: after MobileNetV3's
+# eleven blocks (nine squeeze-excite QLinearMul, ten QLinearGlobalAveragePool; which kernel rounds was not isolated)
+# 4 of 640 outputs (random weights) are 2 steps off. With onnxruntime's optimizations off (the same graph, no integer
+# kernels) every output is within ±1 step, which the test checks too.
+REQUANTIZING = {"mobilenet_v3_tiny": 0.99}
+
+
 def _agreement(gm, built, source, x: torch.Tensor):
     """onnxruntime on ``source`` vs the PyTorch model of the export (batch norm folded, int32 bias)."""
     with torch.no_grad():
@@ -57,7 +64,13 @@ def test_every_registry_model_exports_fuses_and_agrees(name: str) -> None:
     n_weighted = len(weights)
     assert sum(kernels["integer"].get(k, 0) for k in ("QLinearConv", "QGemm")) == n_weighted
     agreement = _agreement(gm, built, proto.SerializeToString(), x)
-    assert agreement.ok(0.999), agreement
+    assert agreement.ok(REQUANTIZING.get(name, 0.999)), agreement
+    if name in REQUANTIZING:  # the graph itself is exact: the extra steps come from the integer kernels' rounding
+        plain = ort.SessionOptions()
+        plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        with torch.no_grad():
+            reference = folded_model(gm, built)(x).numpy()
+        assert compare(reference, run_ort(proto.SerializeToString(), x.numpy(), plain), output_step(gm)).ok(0.999)
 
 
 def test_graph_follows_the_qdq_conventions() -> None:

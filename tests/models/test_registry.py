@@ -23,6 +23,10 @@ def test_registry_lists_every_required_architecture() -> None:
         "fsrcnn",
         "espcn",
         "vit_small",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "mobilenet_v3_small_small",
+        "mobilenet_v3_large_small",
     }
     assert required <= names
     for family in (
@@ -36,6 +40,7 @@ def test_registry_lists_every_required_architecture() -> None:
         "fsrcnn",
         "espcn",
         "vit",
+        "mobilenet_v3",
     ):
         assert any(n.startswith(family) for n in list_models(tag="tiny")), f"no tiny variant of {family}"
     # Every ImageNet-resolution classifier has a small-input variant.

@@ -1,4 +1,5 @@
-"""MobileNetV2 and ShuffleNetV2 match torchvision's state-dict layout, and the real ImageNet checkpoint works."""
+"""MobileNetV2, MobileNetV3 and ShuffleNetV2 match torchvision's state-dict layout, and the real ImageNet checkpoint
+works."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,13 @@ from PIL import Image
 from models import create_model
 
 # Parameter counts of torchvision's models (torchvision docs, "num_params").
-TORCHVISION_PARAMS = {"mobilenet_v2": 3_504_872, "shufflenet_v2_x0_5": 1_366_792, "shufflenet_v2_x1_0": 2_278_604}
+TORCHVISION_PARAMS = {
+    "mobilenet_v2": 3_504_872,
+    "mobilenet_v3_large": 5_483_032,
+    "mobilenet_v3_small": 2_542_856,
+    "shufflenet_v2_x0_5": 1_366_792,
+    "shufflenet_v2_x1_0": 2_278_604,
+}
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
@@ -30,6 +37,25 @@ def test_shufflenet_v2_key_layout() -> None:
     for key, shape in expected.items():
         assert tuple(state[key].shape) == shape, key
     assert "stage2.1.branch1.0.weight" not in state  # stride-1 units have an empty branch1
+
+
+def test_mobilenet_v3_key_layout() -> None:
+    """torchvision's names: ``features.<i>.block.<j>`` with squeeze-excite ``fc1``/``fc2``, a 4-layer classifier."""
+    states = {arch: create_model(f"mobilenet_v3_{arch}").state_dict() for arch in ("small", "large")}
+    expected = {
+        ("small", "features.0.0.weight"): (16, 3, 3, 3),
+        ("small", "features.1.block.1.fc1.weight"): (8, 16, 1, 1),
+        ("small", "features.4.block.2.fc2.weight"): (96, 24, 1, 1),
+        ("small", "features.12.0.weight"): (576, 96, 1, 1),
+        ("small", "classifier.3.weight"): (1000, 1024),
+        ("large", "features.1.block.0.0.weight"): (16, 1, 3, 3),
+        ("large", "features.4.block.2.fc1.weight"): (24, 72, 1, 1),
+        ("large", "features.16.0.weight"): (960, 160, 1, 1),
+        ("large", "classifier.0.weight"): (1280, 960),
+    }
+    for (arch, key), shape in expected.items():
+        assert tuple(states[arch][key].shape) == shape, key
+    assert len(states["small"]) == 244
 
 
 @pytest.fixture(scope="module")
