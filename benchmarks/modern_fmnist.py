@@ -79,7 +79,8 @@ def run_network(name: str, runs: Path, subset: int, float_epochs: int, qat_epoch
     start = time.time()
     out = runs / name
     common = ["--model", name, *DATA, "--subset", str(subset)]
-    fl = _toolchain("train", *common, *FLOAT[name], "--epochs", str(float_epochs), "--warmup-epochs", "1",
+    warmup = str(min(1, float_epochs / 2))
+    fl = _toolchain("train", *common, *FLOAT[name], "--epochs", str(float_epochs), "--warmup-epochs", warmup,
                     "--out-dir", str(out / "float"))  # fmt: skip
     ckpt = out / "float" / "last.pt"
     rows: dict[str, Any] = {"float": {"top1": fl["top1"], "wall_s": time.time() - start}}

@@ -2,6 +2,7 @@
 
 # Imported for their side effect: each module registers its models with the registry.
 from . import (  # noqa: F401
+    efficientnet,
     lenet,
     mobilenet_v1,
     mobilenet_v2,

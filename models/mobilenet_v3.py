@@ -54,13 +54,17 @@ _LAST_CHANNEL = {"large": 1280, "small": 1024}
 
 
 class SqueezeExcitation(nn.Module):
-    """Global pool → 1×1 conv → ReLU → 1×1 conv → Hardsigmoid gate, multiplied into the input."""
+    """Global pool → 1×1 conv → activation → 1×1 conv → gate, multiplied into the input (torchvision's names).
 
-    def __init__(self, channels: int, squeeze: int) -> None:
+    MobileNetV3: ReLU and a Hardsigmoid gate; EfficientNet: SiLU and a sigmoid gate."""
+
+    def __init__(
+        self, channels: int, squeeze: int, act: type[nn.Module] = nn.ReLU, gate: type[nn.Module] = nn.Hardsigmoid
+    ) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1, self.fc2 = nn.Conv2d(channels, squeeze, 1), nn.Conv2d(squeeze, channels, 1)
-        self.activation, self.scale_activation = nn.ReLU(), nn.Hardsigmoid()
+        self.activation, self.scale_activation = act(), gate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))

@@ -27,6 +27,8 @@ def test_registry_lists_every_required_architecture() -> None:
         "mobilenet_v3_large",
         "mobilenet_v3_small_small",
         "mobilenet_v3_large_small",
+        "efficientnet_b0",
+        "efficientnet_b0_small",
     }
     assert required <= names
     for family in (
@@ -41,6 +43,7 @@ def test_registry_lists_every_required_architecture() -> None:
         "espcn",
         "vit",
         "mobilenet_v3",
+        "efficientnet",
     ):
         assert any(n.startswith(family) for n in list_models(tag="tiny")), f"no tiny variant of {family}"
     # Every ImageNet-resolution classifier has a small-input variant.

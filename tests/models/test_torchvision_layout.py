@@ -1,5 +1,5 @@
-"""MobileNetV2, MobileNetV3 and ShuffleNetV2 match torchvision's state-dict layout, and the real ImageNet checkpoint
-works."""
+"""MobileNetV2, MobileNetV3, EfficientNet-B0 and ShuffleNetV2 match torchvision's state-dict layout, and the real
+ImageNet checkpoint works."""
 
 import numpy as np
 import pytest
@@ -10,6 +10,7 @@ from models import create_model
 
 # Parameter counts of torchvision's models (torchvision docs, "num_params").
 TORCHVISION_PARAMS = {
+    "efficientnet_b0": 5_288_548,
     "mobilenet_v2": 3_504_872,
     "mobilenet_v3_large": 5_483_032,
     "mobilenet_v3_small": 2_542_856,
