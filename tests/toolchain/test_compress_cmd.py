@@ -141,3 +141,24 @@ def test_compress_under_torchrun_with_two_processes(tmp_path: Path) -> None:
         assert evals and all(len(e["param_digests"]) == 2 and e["ranks_in_step"] for e in evals), phase
     summary = json.loads((out / "summary.json").read_text())
     assert summary["qat"]["world"] == 2 and summary["export"]["float_kernels"] == {}
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("model", ["vit_tiny", "mobilenet_v3_tiny", "efficientnet_tiny"])
+def test_compress_prunes_and_regularizes_the_modern_networks(tmp_path: Path, model: str) -> None:
+    """A transformer's Linear layers and MobileNetV3's/EfficientNet's depthwise convolutions are pruned by partial
+    L2, trained under the learnable MSQE regularizer and carried by the sidecar like any other weight."""
+    from tests.conftest import run_cli
+
+    out = tmp_path / "run"
+    done = run_cli(*ARGS, "--model", model, "--ratio", "0.5", "--protect", "first,last", "--json",
+                   "--out-dir", str(out), timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)
+    assert results["export"]["float_kernels"] == {}
+    assert results["qat"]["near_level_share"] > 0  # the regularizer's measure, reported for the trained model
+    weights = runtime.load(out / "export" / "model.compressed.onnx").weights()
+    inner = {n: float(np.mean(levels == 0)) for n, levels in list(weights.items())[1:-1]}
+    assert min(inner.values()) >= 0.45, inner  # every unprotected layer pruned to about half
+    depthwise = [n for n in inner if weights[n].ndim == 4 and weights[n].shape[1] == 1 and weights[n].shape[2] > 1]
+    assert (model == "vit_tiny") == (not depthwise), depthwise  # the CNNs' depthwise layers are among the pruned
