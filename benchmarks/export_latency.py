@@ -42,7 +42,7 @@ def _session(path: Path) -> ort.InferenceSession:
 
 
 def _build(
-    name: str, weights: str | None, wbits: int, folder: Path, calib: torch.Tensor, batches: list[int]
+    name: str, weights: str | None, wbits: int, folder: Path, calib: torch.Tensor, batches: list[int], brevitas: bool
 ) -> tuple[dict[str, Path], dict[str, int]]:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -89,7 +89,7 @@ def _build(
     from brevitas.export import export_onnx_qcdq
 
     del paths["brevitas"]
-    for batch in batches:  # Brevitas's (dynamo) export fixes the batch size of its example
+    for batch in batches if brevitas else []:  # Brevitas's (dynamo) export fixes the batch size of its example
         paths[f"brevitas_b{batch}"] = folder / f"{name}_brevitas_b{batch}.onnx"
         x = torch.cat([calib] * (1 + batch // len(calib)))[:batch]
         export_onnx_qcdq(gm, x, export_path=str(paths[f"brevitas_b{batch}"]), opset_version=17)
@@ -122,6 +122,7 @@ def main() -> int:
     p.add_argument("--wbits", type=int, default=8)
     p.add_argument("--models", nargs="+", default=["mobilenet_v2", "shufflenet_v2_x1_0"])
     p.add_argument("--out", type=Path)
+    p.add_argument("--no-brevitas", action="store_true", help="skip Brevitas's export (it needs onnxscript)")
     args = p.parse_args()
 
     torch.manual_seed(0)
@@ -140,7 +141,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             t0 = time.time()
-            paths, sizes = _build(name, weights.get(name), args.wbits, Path(tmp), calib, args.batches)
+            paths, sizes = _build(name, weights.get(name), args.wbits, Path(tmp), calib, args.batches,
+                                  not args.no_brevitas)  # fmt: skip
             sessions = {k: _session(v) for k, v in paths.items()}
             entry: dict = {"weights": "ImageNet (torchvision)" if name in weights else "random", **sizes}
             entry["kernels"] = {k: classify_kernels(optimized_graph(v)) for k, v in paths.items()}
@@ -153,7 +155,8 @@ def main() -> int:
             for batch in args.batches:
                 x = torch.cat([calib] * (1 + batch // len(calib)))[:batch].numpy()
                 racing = {k: s for k, s in sessions.items() if not k.startswith("brevitas")}
-                racing["brevitas"] = sessions[f"brevitas_b{batch}"]
+                if f"brevitas_b{batch}" in sessions:
+                    racing["brevitas"] = sessions[f"brevitas_b{batch}"]
                 entry[f"batch{batch}"] = _race(racing, x, args.runs)
                 print(name, batch, json.dumps(entry[f"batch{batch}"], indent=None), flush=True)
             entry["wall_s"] = time.time() - t0
