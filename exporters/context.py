@@ -60,7 +60,6 @@ class ExportContext:
     weights: list[WeightTensor] = field(default_factory=list)
     layers: dict[str, Any] = field(default_factory=dict)  # module name -> folding.IntegerLayer
     fixed_spatial: bool = False  # set by ops whose attributes bake in the spatial size (reshape)
-    prequantized: dict[fx.Node, gs.Variable] = field(default_factory=dict)  # quantizer → uint8 levels (a table's)
 
     def tensor(self, name: str) -> gs.Variable:
         return gs.Variable(name, dtype=np.float32)
@@ -81,12 +80,6 @@ class ExportContext:
         q = self.op("QuantizeLinear", f"{name}.quantize", [x, scale, zp])
         q.dtype = np.uint8
         return self.op("DequantizeLinear", f"{name}.dequantize", [q, scale, zp])
-
-    def dequantize(self, levels: gs.Variable, grid: Grid, name: str) -> gs.Variable:
-        """``DequantizeLinear`` of uint8 ``levels`` on ``grid`` (the second half of :meth:`quantize`)."""
-        scale = self.const(f"{name}.scale", np.asarray(grid.step, dtype=np.float32))
-        zp = self.const(f"{name}.zero_point", grid.zero_point)
-        return self.op("DequantizeLinear", f"{name}.dequantize", [levels, scale, zp])
 
     def grid_of(self, node: Any, user: str) -> Grid:
         if not isinstance(node, fx.Node) or node not in self.grids:

@@ -31,7 +31,6 @@ from .context import ExportContext, Grid, WeightTensor, readable
 from .deconv import subpixel_supported, subpixel_weights
 from .folding import IntegerLayer, integer_layer
 from .islands import emit_island
-from .lut import emit_lut
 
 __all__ = ["FUNCTION_OPS", "METHOD_OPS", "MODULE_OPS", "OpEntry", "emit"]
 
@@ -52,9 +51,7 @@ def emit(ctx: ExportContext, node: fx.Node) -> None:
     module = ctx.gm.get_submodule(str(node.target)) if node.op == "call_module" else None
     entry = _lookup(node, module)
     inputs = [ctx.values.get(a) if isinstance(a, fx.Node) else a for a in _args(node)]
-    value = emit_lut(ctx, node, module)  # a unary elementwise op between quantizers: a table on the integers
-    if value is None:
-        value = entry.fn(ctx, node, inputs, module)
+    value = entry.fn(ctx, node, inputs, module)
     src = _args(node)[0] if _args(node) else None
     if entry.keeps_grid and isinstance(src, fx.Node) and src in ctx.grids and value is not None:
         grid = ctx.grids[src]
@@ -112,9 +109,6 @@ def _act_quant(ctx: ExportContext, node: fx.Node, inputs: list[Any], q: ActQuant
         return inputs[0]
     frozen = ctx.frozen.acts[str(node.target)]
     grid = Grid(np.float32(frozen.step), frozen.signed)
-    if node in ctx.prequantized:  # a lookup table already wrote this quantizer's levels
-        ctx.grids[node] = grid
-        return ctx.dequantize(ctx.prequantized[node], grid, readable(str(node.target)))
     lo, hi = act_levels(frozen.bits, frozen.signed)
     x, name = inputs[0], readable(str(node.target))
     if frozen.bits < 8:  # the 8-bit container clips only at its own range
