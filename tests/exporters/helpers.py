@@ -6,12 +6,17 @@ import functools
 import warnings
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 import torch.fx as fx
 
+from exporters import build_graph
+from exporters.graph import BuiltGraph
+from exporters.reference import folded_model
 from models import create_model, get_model_spec
 from tests.conftest import warm
+from toolchain.agreement import compare, output_step
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
 warnings.filterwarnings("ignore", module="brevitas")
@@ -37,3 +42,16 @@ def run_ort(path_or_bytes, x: np.ndarray, options: ort.SessionOptions | None = N
     source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def exported_and_agreeing(gm: fx.GraphModule, shape: tuple[int, ...] = (64, 1, 8, 8)) -> BuiltGraph:
+    """The graph of ``gm`` on a random batch of ``shape``, checked by ONNX and agreeing with its PyTorch reference
+    (``exporters.reference.folded_model``) within ±1 output step."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(7))
+    built = build_graph(gm, x)
+    onnx.checker.check_model(built.model, full_check=True)
+    with torch.no_grad():
+        reference = folded_model(gm, built)(x).numpy()
+    agreement = compare(reference, run_ort(built.model.SerializeToString(), x.numpy()), output_step(gm))
+    assert agreement.ok(), agreement
+    return built

@@ -8,18 +8,14 @@ at prepare.
 
 from __future__ import annotations
 
-import onnx
 import pytest
 import torch
 from torch import nn
 
-from exporters import build_graph
-from exporters.reference import folded_model
 from models.quant.islands import float_islands
 from runtime import ToolchainError
 from runtime.kernels import classify_kernels, optimized_graph
-from tests.exporters.helpers import run_ort
-from toolchain.agreement import compare, output_step
+from tests.exporters.helpers import exported_and_agreeing
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
 
@@ -44,22 +40,15 @@ def _calibrated(model: nn.Module) -> torch.fx.GraphModule:
     return gm.eval()
 
 
-def _exported_and_agreeing(gm: torch.fx.GraphModule) -> dict:
+def _kernels(gm: torch.fx.GraphModule) -> dict:
     """The kernels onnxruntime runs for the export of ``gm``, checked to agree with its PyTorch model ±1 step."""
-    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(7))
-    built = build_graph(gm, x)
-    onnx.checker.check_model(built.model, full_check=True)
-    with torch.no_grad():
-        reference = folded_model(gm, built)(x).numpy()
-    agreement = compare(reference, run_ort(built.model.SerializeToString(), x.numpy()), output_step(gm))
-    assert agreement.ok(), agreement
-    return classify_kernels(optimized_graph(built.model.SerializeToString()))
+    return classify_kernels(optimized_graph(exported_and_agreeing(gm).model.SerializeToString()))
 
 
 def test_ops_without_a_rule_run_in_float_between_integer_layers_and_agree() -> None:
     gm = _calibrated(Unruled())
     assert float_islands(gm) == {"act": "PReLU", "norm": "GroupNorm", "erf": "erf", "exp": ".exp()"}
-    kernels = _exported_and_agreeing(gm)
+    kernels = _kernels(gm)
     assert kernels["float"] == {}  # both convolutions and the linear layer on integers
     assert kernels["integer"].get("QLinearConv") == 2 and kernels["integer"].get("QGemm") == 1
     islands = kernels["float_islands"]
@@ -82,7 +71,7 @@ def test_a_mask_from_a_comparison_passes_unquantized_into_where() -> None:
 
     gm = _calibrated(Masked())
     assert float_islands(gm) == {"gt": "gt", "where": "where"}
-    kernels = _exported_and_agreeing(gm)
+    kernels = _kernels(gm)
     assert kernels["integer"] == {"QLinearConv": 2, "QLinearWhere": 1}
     assert kernels["float_islands"].get("gt/Greater") == "Greater"
 

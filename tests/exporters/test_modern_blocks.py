@@ -11,17 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import onnx
 import pytest
 import torch
 from torch import nn
 
 from exporters import build_graph
-from exporters.graph import BuiltGraph
-from exporters.reference import folded_model
 from runtime.kernels import classify_kernels, describe_kernels, optimized_graph
-from tests.exporters.helpers import run_ort
-from toolchain.agreement import compare, output_step
+from tests.exporters.helpers import exported_and_agreeing
 from toolchain.quant import ActQuant, QuantConfig, calibrate, prepare_qat
 
 
@@ -95,21 +91,9 @@ def _prepared(factory: Callable[[], nn.Module]) -> torch.fx.GraphModule:
     return gm.eval()
 
 
-def _exported_and_agreeing(gm: torch.fx.GraphModule) -> BuiltGraph:
-    """The graph of ``gm``, checked by ONNX and agreeing with its PyTorch reference within ±1 output step."""
-    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(7))
-    built = build_graph(gm, x)
-    onnx.checker.check_model(built.model, full_check=True)
-    with torch.no_grad():
-        reference = folded_model(gm, built)(x).numpy()
-    agreement = compare(reference, run_ort(built.model.SerializeToString(), x.numpy()), output_step(gm))
-    assert agreement.ok(), agreement
-    return built
-
-
 @pytest.mark.parametrize("name", list(BLOCKS))
 def test_block_exports_runs_on_integers_where_onnxruntime_can_and_agrees(name: str) -> None:
-    built = _exported_and_agreeing(_prepared(BLOCKS[name][0]))
+    built = exported_and_agreeing(_prepared(BLOCKS[name][0]))
     kernels = classify_kernels(optimized_graph(built.model.SerializeToString()))
     assert kernels["float"] == {}, kernels["float"]  # every convolution, linear layer and matrix product on integers
     weighted = sum(kernels["integer"].get(k, 0) for k in ("QLinearConv", "QGemm"))
@@ -162,6 +146,6 @@ class Elementwise(nn.Module):
 
 
 def test_elementwise_ops_export_and_agree() -> None:
-    built = _exported_and_agreeing(_prepared(Elementwise))
+    built = exported_and_agreeing(_prepared(Elementwise))
     ops = {n.op_type for n in built.model.graph.node}
     assert {"Tanh", "LeakyRelu", "Clip", "Sub", "Div"} <= ops
