@@ -93,10 +93,11 @@ def test_activation_signs() -> None:
     assert not quants["pool_aq"].signed  # average of ReLU outputs
 
 
-def test_unsupported_layer_is_named() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.PReLU())  # a learned slope: no rule (yet)
-    with pytest.raises(ToolchainError, match=r"'1' of type PReLU"):
-        prepare_qat(model, QuantConfig())
+def test_a_layer_without_a_rule_is_a_named_float_island() -> None:
+    from models.quant.islands import float_islands
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.PReLU())  # a learned slope: no rule, so float between quantizers
+    assert float_islands(prepare_qat(model, QuantConfig())) == {"1": "PReLU"}
 
 
 def test_user_module_with_inline_ops() -> None:
