@@ -181,7 +181,9 @@ def report(paths: list[Path]) -> None:
         v = np.array([scale * r[key] for r in rs if r.get(key) is not None], dtype=float)
         if not len(v):
             return "–"
-        return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1)).rstrip('×')}" if len(v) > 1 else "")
+        if len(v) == 1:
+            return fmt.format(v[0])
+        return fmt.format(v.mean()) + " ± " + fmt.format(v.std(ddof=1)).rstrip("×").lstrip("+")
 
     head = ("row", "seeds", "top-1 %", "top-5 %", "Δ top-1 vs float", "top-1 agreement %", "logit SQNR dB",
             "sparsity %", "sidecar + graph KiB", "total ratio", "weights-only ratio", "latency vs FP32, batch 1",
