@@ -17,6 +17,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one torch thread each, no oversubscription
+    torch.set_num_threads(1)
+
 
 def warm(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
     """Give batch norm realistic running statistics (a random-init model in eval mode collapses to ~0)."""

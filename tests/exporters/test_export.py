@@ -36,14 +36,9 @@ from toolchain.quant import QuantConfig, calibrate, prepare_qat
 UNEXPLAINED = {"mobilenet_v3_small_small", "mobilenet_v3_large_small"}
 
 
-# Tiny variants that still take 25–45 s per test (the cost is per layer: 16 MBConv/11 V3 blocks); their blocks are
-# covered in the default lane by tests/exporters/test_modern_blocks.py.
-SLOW_TINY = {"efficientnet_tiny", "mobilenet_v3_tiny"}
-
-
 def _lane(name: str) -> object:
-    """Full-size and 28×28 models, and the slow tiny ones, in the heavy lane."""
-    if get_model_spec(name).input_size <= 32 and not name.endswith("_small") and name not in SLOW_TINY:
+    """Full-size and 28×28 models in the heavy lane."""
+    if get_model_spec(name).input_size <= 32 and not name.endswith("_small"):
         return name
     return pytest.param(name, marks=pytest.mark.heavy)
 
