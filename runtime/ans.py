@@ -28,7 +28,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from .levels import CodecError, checked, flat_levels
+from .levels import CodecError, Coded, checked, flat_levels
 
 __all__ = ["decode", "encode"]
 
@@ -49,7 +49,7 @@ def _varints(values: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def _read_varints(data: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
+def _read_varints(data: Coded, pos: int, n: int) -> tuple[np.ndarray, int]:
     """``n`` positive LEB128 integers (each < 2^35) from ``data[pos:]``, and the position after them."""
     values = []
     for _ in range(n):
@@ -96,7 +96,7 @@ def encode(levels: np.ndarray, bits: int) -> bytes:
     return best
 
 
-def decode(data: bytes, count: int, bits: int) -> np.ndarray:
+def decode(data: Coded, count: int, bits: int) -> np.ndarray:
     if count == 0 or not data:
         if count or data:
             raise CodecError(f"ans codec: {len(data)} bytes for {count} levels")

@@ -9,7 +9,9 @@ import numpy as np
 
 from .errors import ToolchainError
 
-__all__ = ["CodecError", "checked", "flat_levels", "level_limit"]
+__all__ = ["CodecError", "Coded", "checked", "flat_levels", "level_limit"]
+
+Coded = bytes | memoryview  # coded bytes as decoders receive them: a sidecar hands out views of its payload
 
 
 class CodecError(ToolchainError):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ META_SIDECAR_SHA256 = "toolchain.sidecar_sha256"
 META_CONFIG = "toolchain.config"  # metadata keys: the one definition, which the exporter writes through
 META_GRAPH_SHA256 = "toolchain.graph_sha256"  # the graph's own digest (see graph_digest)
 MAX_SIDECAR_BYTES = 8 << 30
+HASH_IN_ONE_PASS = 32 << 20  # sidecars up to this size are read once and hashed as read (see _read_verified)
 MAX_NAME_BYTES = 255  # a file name's limit on common file systems
 
 DEVICES = {
@@ -224,6 +224,30 @@ def _sha256(path: Path, limit: int) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _read_verified(path: Path, expected: str, graph_name: str) -> bytes:
+    """The sidecar's bytes, whose SHA-256 must be ``expected``. A file of at most ``HASH_IN_ONE_PASS`` bytes is read
+    once and the bytes read are hashed; a larger one is hashed as a stream first (never held whole unless it is the
+    right file), then read and hashed again, as the file may change in between."""
+    mismatch = SidecarError(
+        f"sidecar {path.name} does not belong to {graph_name}: its SHA-256 differs from the graph's record "
+        "(another export's sidecar, or a truncated or corrupted file)"
+    )
+    with path.open("rb") as fh:
+        if os.fstat(fh.fileno()).st_size <= HASH_IN_ONE_PASS:
+            data = fh.read(HASH_IN_ONE_PASS + 1)
+            if len(data) <= HASH_IN_ONE_PASS:
+                if hashlib.sha256(data).hexdigest() != expected:
+                    raise mismatch
+                return data
+    digest, size = _sha256(path, MAX_SIDECAR_BYTES)
+    if digest != expected:
+        raise mismatch
+    data = path.read_bytes()
+    if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+        raise SidecarError(f"sidecar {path} changed while it was being read")
+    return data
+
+
 def external_data_outside_weights(graph: Any) -> list[str]:
     """Tensors stored as external data anywhere but the top-level initializers: node attributes (``Constant``),
     sparse initializers, and every subgraph. onnxruntime would open the files they name; the runtime never needs
@@ -306,16 +330,7 @@ def _attach_sidecar(
     import onnxruntime as ort
 
     path = _sidecar_path(graph_path, meta[META_SIDECAR])
-    digest, size = _sha256(path, MAX_SIDECAR_BYTES)
-    expected = meta.get(META_SIDECAR_SHA256, "")
-    if digest != expected.lower():
-        raise SidecarError(
-            f"sidecar {path.name} does not belong to {graph_path.name}: its SHA-256 differs from the graph's record "
-            "(another export's sidecar, or a truncated or corrupted file)"
-        )
-    data = path.read_bytes()  # only now, and checked again: the file may have changed since it was hashed
-    if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
-        raise SidecarError(f"sidecar {path} changed while it was being read")
+    data = _read_verified(path, meta.get(META_SIDECAR_SHA256, "").lower(), graph_path.name)
     index = parse_sidecar(data)
     records = {r.name: r for r in index.records}
     if set(records) != set(hollow):
@@ -330,10 +345,7 @@ def _attach_sidecar(
             )
     check_weight_scales(graph, records)
     initializers = {}
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # zlib and CRC-32 release the GIL
-        arrays = list(pool.map(index.decode, index.records))
-    for record, array in zip(index.records, arrays):
-        array = np.ascontiguousarray(array)
+    for record, array in zip(index.records, index.decode_all()):
         value = ort.OrtValue.ortvalue_from_numpy(array)
         options.add_initializer(record.name, value)
         initializers[record.name] = (array, value)

@@ -6,7 +6,7 @@ specification in prose. Layout (all integers little-endian)::
 
     offset  size  field
     0       8     magic  b"QDQSIDE\\0"
-    8       2     format version (u16, currently 1)
+    8       2     format version (u16: 2 is written, 1 and 2 are read)
     10      2     reserved, 0 (u16)
     12      4     header length H in bytes (u32)
     16      4     CRC-32 of the header bytes (u32)
@@ -17,26 +17,33 @@ A record describes one int8 weight initializer of the graph::
 
     {"name", "dtype": "int8", "shape": [...], "bits": 2..8, "multiplier": 1..63, "axis": int | null,
      "steps": "<base64 float32>", "zero_point": 0, "sparsity": "none", "codec": <a name in runtime.codecs.CODECS>,
-     "offset", "length", "decoded_bytes", "crc32"}
+     "offset", "length", "decoded_bytes", "chunk_levels", "chunks": [[length, crc32], ...]}
 
 The coded values are the integer levels ``q`` (``|q| ≤ 2^(bits−1) − 1``); the graph's initializer holds
 ``q · multiplier`` with scale ``steps / multiplier`` (a finer int32 bias grid for sub-8-bit weights).
 
-``offset``/``length`` locate the coded bytes inside the payload, ``crc32`` is their CRC-32 and ``decoded_bytes``
-the size of the decoded levels (``prod(shape)``). The file is exactly ``20 + H + Σ length`` bytes long. Parsing
-checks every field and bound before anything is decoded, and decoding checks the CRC before the codec runs, so a
-truncated, flipped or foreign file is refused with a :class:`SidecarError`, never a crash or a huge allocation.
+``offset``/``length`` locate the coded bytes inside the payload and ``decoded_bytes`` is the size of the decoded
+levels (``prod(shape)``). The levels (flattened, C order) are coded in independent chunks of ``chunk_levels``
+levels (the last one shorter), back to back, each with its length and CRC-32, so that the threads of a load share
+out one large tensor as well as many small ones (:meth:`SidecarIndex.decode_all`). Format version 1 had one chunk
+per tensor and its CRC-32 in a ``crc32`` field; it is still read. The file is exactly ``20 + H + Σ length`` bytes
+long. Parsing checks every field and bound before anything is decoded, and decoding checks each chunk's CRC before
+the codec runs, so a truncated, flipped or foreign file is refused with a :class:`SidecarError`, never a crash or a
+huge allocation.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import math
+import os
 import struct
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +53,10 @@ from .codecs import CODECS, SIZE_TOLERANCE, CodecError, choose_codec
 from .errors import ToolchainError
 
 __all__ = [
+    "CHUNK_LEVELS",
     "FORMAT_VERSION",
     "MAGIC",
+    "READ_VERSIONS",
     "SidecarError",
     "SidecarIndex",
     "SidecarTensor",
@@ -59,7 +68,9 @@ __all__ = [
 ]
 
 MAGIC = b"QDQSIDE\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the version written
+READ_VERSIONS = (1, 2)  # the versions read
+CHUNK_LEVELS = 1 << 18  # levels per independently coded chunk (a few hundred bytes of tables per MB of levels)
 _PREAMBLE = struct.Struct("<8sHHII")  # magic, version, reserved, header length, header CRC-32
 MAX_HEADER_BYTES = 64 << 20
 MAX_TENSOR_ELEMENTS = 1 << 31
@@ -99,11 +110,20 @@ class TensorRecord:
     offset: int
     length: int
     decoded_bytes: int
-    crc32: int
+    chunk_levels: int
+    chunks: tuple[tuple[int, int], ...]  # (coded length, CRC-32) of each chunk, in order
 
     @property
     def count(self) -> int:
         return math.prod(self.shape)
+
+    def chunk_spans(self) -> list[tuple[int, int, int, int]]:
+        """Per chunk: (first level, level count, payload offset, coded length); CRCs are in :attr:`chunks`."""
+        starts = itertools.accumulate((length for length, _ in self.chunks), initial=self.offset)
+        return [
+            (i * self.chunk_levels, min(self.chunk_levels, self.count - i * self.chunk_levels), start, length)
+            for i, (start, (length, _)) in enumerate(zip(starts, self.chunks))
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,7 +140,8 @@ class TensorRecord:
             "offset": self.offset,
             "length": self.length,
             "decoded_bytes": self.decoded_bytes,
-            "crc32": self.crc32,
+            "chunk_levels": self.chunk_levels,
+            "chunks": [list(c) for c in self.chunks],
         }
 
 
@@ -140,17 +161,60 @@ class SidecarIndex:
         raise SidecarError(f"sidecar has no tensor {name!r}")
 
     def decode(self, record: TensorRecord) -> np.ndarray:
-        """The graph initializer (levels × multiplier, int8, in its shape); the CRC is checked before decoding."""
-        body = bytes(self.payload[record.offset : record.offset + record.length])
-        if zlib.crc32(body) != record.crc32:
-            raise SidecarError(f"tensor {record.name!r}: CRC-32 mismatch (the sidecar is corrupted)")
+        """The graph initializer (levels × multiplier, int8, in its shape); each chunk's CRC is checked before it is
+        decoded."""
+        out = np.empty(record.count, np.int8)
+        for chunk in range(len(record.chunks)):
+            self._decode_chunk(record, chunk, out)
+        return out.reshape(record.shape)
+
+    def decode_all(self, workers: int | None = None) -> list[np.ndarray]:
+        """Every record's initializer (as :meth:`decode`), the chunks shared out among ``workers`` threads (default:
+        the CPU count) by level count, largest first; zlib, CRC-32 and numpy release the GIL while they work."""
+        outs = [np.empty(r.count, np.int8) for r in self.records]
+        tasks = sorted(
+            (
+                (min(r.chunk_levels, max(r.count, 1)), i, c)
+                for i, r in enumerate(self.records)
+                for c in range(len(r.chunks))
+            ),
+            reverse=True,
+        )
+        workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+        shares: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
+        loads = [0] * workers
+        for size, i, c in tasks:  # longest processing time first: each chunk to the least loaded thread
+            w = loads.index(min(loads))
+            shares[w].append((i, c))
+            loads[w] += size
+
+        def run(share: list[tuple[int, int]]) -> None:
+            for i, c in share:
+                self._decode_chunk(self.records[i], c, outs[i])
+
+        if workers == 1:
+            run(shares[0])
+        else:
+            with ThreadPoolExecutor(max_workers=workers - 1) as pool:
+                pending = [pool.submit(run, share) for share in shares[1:]]
+                run(shares[0])
+                for done in pending:
+                    done.result()
+        return [out.reshape(r.shape) for out, r in zip(outs, self.records)]
+
+    def _decode_chunk(self, record: TensorRecord, chunk: int, out: np.ndarray) -> None:
+        """Decode chunk ``chunk`` of ``record`` into its slice of the flat ``out``, times the multiplier."""
+        first, count, start, length = record.chunk_spans()[chunk]
+        body = self.payload[start : start + length]  # codecs and zlib read memoryviews without a copy
+        if zlib.crc32(body) != record.chunks[chunk][1]:
+            where = f" (chunk {chunk} of {len(record.chunks)})" if len(record.chunks) > 1 else ""
+            raise SidecarError(f"tensor {record.name!r}: CRC-32 mismatch{where} (the sidecar is corrupted)")
         try:
-            flat = CODECS[record.codec].decode(body, record.count, record.bits)
+            flat = CODECS[record.codec].decode(body, count, record.bits)
         except CodecError as e:
             raise SidecarError(f"tensor {record.name!r}: {e}") from None
-        if record.multiplier != 1:
-            flat = (flat * np.int8(record.multiplier)).astype(np.int8)  # |q·m| ≤ 127 was checked at parse time
-        return flat.reshape(record.shape)
+        # |q·m| ≤ 127 was checked at parse time
+        np.multiply(flat, np.int8(record.multiplier), out=out[first : first + count])
 
 
 def encode_sidecar(
@@ -158,16 +222,20 @@ def encode_sidecar(
     config: dict[str, Any],
     codecs: tuple[str, ...] | None = None,
     tolerance: float = SIZE_TOLERANCE,
+    chunk_levels: int = CHUNK_LEVELS,
 ) -> bytes:
     """Serialise ``tensors`` (in the given order) and the exporting ``config``; deterministic for equal inputs.
 
     Each tensor gets the codec :func:`runtime.codecs.choose_codec` picks among ``codecs`` (default: all) with
-    ``tolerance``."""
+    ``tolerance``, over chunks of ``chunk_levels`` levels."""
+    if chunk_levels < 1:
+        raise ValueError(f"chunk_levels must be at least 1, got {chunk_levels}")
     records, bodies, offset = [], [], 0
     for t in tensors:
         if t.levels.dtype != np.int8:
             raise TypeError(f"{t.name}: levels must be int8")
-        codec, body = choose_codec(t.levels, t.bits, codecs, tolerance)
+        codec, pieces = choose_codec(t.levels, t.bits, codecs, tolerance, chunk_levels)
+        length = sum(map(len, pieces))
         records.append(
             TensorRecord(
                 t.name,
@@ -181,13 +249,14 @@ def encode_sidecar(
                 "none",
                 codec,
                 offset,
-                len(body),
+                length,
                 int(t.levels.size),
-                zlib.crc32(body),
+                chunk_levels,
+                tuple((len(piece), zlib.crc32(piece)) for piece in pieces),
             ).to_json()
         )
-        bodies.append(body)
-        offset += len(body)
+        bodies.extend(pieces)
+        offset += length
     header = json.dumps({"config": config, "tensors": records}, sort_keys=True, separators=(",", ":")).encode()
     return _PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header), zlib.crc32(header)) + header + b"".join(bodies)
 
@@ -200,10 +269,11 @@ def parse_sidecar(data: bytes | memoryview) -> SidecarIndex:
     magic, version, reserved, header_len, header_crc = _PREAMBLE.unpack_from(view)
     if magic != MAGIC:
         raise SidecarError(f"not a sidecar: magic {bytes(magic)!r}, expected {MAGIC!r}")
-    if version != FORMAT_VERSION:
-        raise SidecarError(f"unsupported sidecar format version {version} (this runtime reads {FORMAT_VERSION})")
-    if reserved != 0:  # room for a later version's flags: a version-1 reader must not guess their meaning
-        raise SidecarError(f"reserved preamble field is {reserved}, must be 0 in format version {FORMAT_VERSION}")
+    if version not in READ_VERSIONS:
+        known = " and ".join(map(str, READ_VERSIONS))
+        raise SidecarError(f"unsupported sidecar format version {version} (this runtime reads {known})")
+    if reserved != 0:  # room for a later version's flags: a reader must not guess their meaning
+        raise SidecarError(f"reserved preamble field is {reserved}, must be 0 in format version {version}")
     if header_len > min(MAX_HEADER_BYTES, len(view) - _PREAMBLE.size):
         raise SidecarError(f"header length {header_len} exceeds the file ({len(view)} bytes): truncated?")
     header_bytes = bytes(view[_PREAMBLE.size : _PREAMBLE.size + header_len])
@@ -219,7 +289,7 @@ def parse_sidecar(data: bytes | memoryview) -> SidecarIndex:
     if not isinstance(config, dict):
         raise SidecarError("header 'config' must be an object")
     payload = view[_PREAMBLE.size + header_len :]
-    records = tuple(_record(r, i) for i, r in enumerate(header["tensors"]))
+    records = tuple(_record(r, i, version) for i, r in enumerate(header["tensors"]))
     expected = 0
     names = set()
     for r in records:
@@ -264,16 +334,19 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "offset": int,
     "length": int,
     "decoded_bytes": int,
-    "crc32": int,
+}
+_VERSION_FIELDS: dict[int, dict[str, type | tuple[type, ...]]] = {
+    1: {"crc32": int},  # one chunk per tensor
+    2: {"chunk_levels": int, "chunks": list},
 }
 
 
-def _record(raw: Any, index: int) -> TensorRecord:
-    """One header record, type- and range-checked."""
+def _record(raw: Any, index: int, version: int) -> TensorRecord:
+    """One header record of a format-``version`` file, type- and range-checked."""
     where = f"tensor record {index}"
     if not isinstance(raw, dict):
         raise SidecarError(f"{where} is not an object")
-    for key, kind in _FIELDS.items():
+    for key, kind in {**_FIELDS, **_VERSION_FIELDS[version]}.items():
         if key not in raw:
             raise SidecarError(f"{where} lacks {key!r}")
         value = raw[key]
@@ -309,8 +382,9 @@ def _record(raw: Any, index: int) -> TensorRecord:
     if values.size != n_steps or not np.all(np.isfinite(values) & (values > 0)):
         raise SidecarError(f"{where}: expected {n_steps} positive finite steps")
     values.flags.writeable = False
-    if raw["offset"] < 0 or raw["length"] < 0 or not 0 <= raw["crc32"] < 1 << 32:
-        raise SidecarError(f"{where}: negative offset/length or invalid CRC field")
+    if raw["offset"] < 0 or raw["length"] < 0:
+        raise SidecarError(f"{where}: negative offset or length")
+    chunk_levels, chunks = _chunks(raw, count, version, where)
     return TensorRecord(
         raw["name"],
         "int8",
@@ -325,5 +399,35 @@ def _record(raw: Any, index: int) -> TensorRecord:
         raw["offset"],
         raw["length"],
         count,
-        raw["crc32"],
+        chunk_levels,
+        chunks,
     )
+
+
+def _chunks(raw: dict[str, Any], count: int, version: int, where: str) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """The record's chunking: version 1 holds one chunk; version 2 as many as ``chunk_levels`` gives, whose coded
+    lengths add up to the record's ``length``."""
+    if version == 1:
+        if not 0 <= raw["crc32"] < 1 << 32:
+            raise SidecarError(f"{where}: invalid CRC field")
+        return max(count, 1), ((raw["length"], raw["crc32"]),)
+    chunk_levels, chunks = raw["chunk_levels"], raw["chunks"]
+    if chunk_levels < 1:
+        raise SidecarError(f"{where}: chunk_levels {chunk_levels} must be at least 1")
+    expected = max(1, -(-count // chunk_levels))
+    if len(chunks) != expected:
+        raise SidecarError(
+            f"{where}: {len(chunks)} chunks, but {count} levels in chunks of {chunk_levels} need {expected}"
+        )
+    pairs = []
+    for chunk in chunks:
+        ok = isinstance(chunk, list) and len(chunk) == 2
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in chunk)
+        if not ok or chunk[0] < 0 or not 0 <= chunk[1] < 1 << 32:
+            raise SidecarError(f"{where}: a chunk must be [coded length ≥ 0, CRC-32], got {str(chunk)[:40]}")
+        pairs.append((chunk[0], chunk[1]))
+    if sum(length for length, _ in pairs) != raw["length"]:
+        raise SidecarError(
+            f"{where}: its chunks hold {sum(p[0] for p in pairs)} bytes, the record says {raw['length']}"
+        )
+    return chunk_levels, tuple(pairs)

@@ -119,7 +119,7 @@ def test_a_huge_tensor_from_a_few_bytes_is_refused_before_decoding() -> None:
 
     def grow(header: dict) -> None:
         record = header["tensors"][0]
-        record["shape"], record["decoded_bytes"] = [4, 1 << 26], 1 << 28
+        record["shape"], record["decoded_bytes"], record["chunk_levels"] = [4, 1 << 26], 1 << 28, 1 << 28
 
     with pytest.raises(SidecarError, match="refused before decoding"):
         parse_sidecar(edit_header(data, grow))

@@ -58,7 +58,13 @@ BAD = {
     "non-positive step": lambda d: edit_header(d, _set(1, "steps", _b64([0.0]))),
     "non-finite step": lambda d: edit_header(d, _set(1, "steps", _b64([float("nan")]))),
     "steps not base64": lambda d: edit_header(d, _set(1, "steps", "!!")),
-    "missing field": lambda d: edit_header(d, lambda h: h["tensors"][0].pop("crc32")),
+    "missing field": lambda d: edit_header(d, lambda h: h["tensors"][0].pop("chunks")),
+    "a version-1 field in version 2": lambda d: edit_header(d, lambda h: h["tensors"][0].pop("chunk_levels")),
+    "no chunk levels": lambda d: edit_header(d, _set(0, "chunk_levels", 0)),
+    "too few chunks": lambda d: edit_header(d, _set(0, "chunk_levels", 1)),
+    "chunk lengths disagree": lambda d: edit_header(d, lambda h: h["tensors"][0]["chunks"][0].__setitem__(0, 1)),
+    "chunk not a pair": lambda d: edit_header(d, lambda h: h["tensors"][0]["chunks"][0].append(0)),
+    "chunk CRC out of range": lambda d: edit_header(d, lambda h: h["tensors"][0]["chunks"][0].__setitem__(1, -1)),
     "wrong field type": lambda d: edit_header(d, _set(0, "bits", "2")),
     "non-contiguous offsets": lambda d: edit_header(d, _set(1, "offset", 0)),
     "duplicate name": lambda d: edit_header(d, _set(1, "name", "conv.weight")),
@@ -85,3 +91,40 @@ def test_a_flipped_payload_byte_fails_the_crc() -> None:
 
 def test_magic_is_eight_bytes() -> None:
     assert len(MAGIC) == 8
+
+
+def _large(n: int = 40_000) -> list[SidecarTensor]:
+    rng = np.random.default_rng(4)
+    levels = np.clip(np.rint(rng.laplace(0, 2, n)), -7, 7).astype(np.int8)
+    return [SidecarTensor("fc.weight", levels.reshape(40, -1), 4, np.full(40, 0.1), 0, 9)]
+
+
+def test_the_threads_of_a_load_share_one_large_tensor(monkeypatch) -> None:
+    """Item 10 of the trustworthy-artefacts issue: one large tensor is coded in independent chunks, and the decoding
+    threads split it (a load used to decode each tensor on one thread, so the classifier alone set the time)."""
+    import threading
+
+    from runtime.sidecar import SidecarIndex
+
+    index = parse_sidecar(encode_sidecar(_large(), {}, chunk_levels=10_000))
+    (record,) = index.records
+    assert [(first, count) for first, count, _, _ in record.chunk_spans()] == [(i * 10_000, 10_000) for i in range(4)]
+    seen: dict[int, int] = {}
+    decode_chunk = SidecarIndex._decode_chunk
+
+    def spy(self, rec, chunk, out):
+        seen[chunk] = threading.get_ident()
+        decode_chunk(self, rec, chunk, out)
+
+    monkeypatch.setattr(SidecarIndex, "_decode_chunk", spy)
+    (weight,) = index.decode_all(workers=2)
+    np.testing.assert_array_equal(weight, _large()[0].levels * np.int8(9))
+    assert sorted(seen) == [0, 1, 2, 3] and len(set(seen.values())) == 2
+
+
+def test_a_damaged_chunk_is_named_and_stops_the_whole_load() -> None:
+    data = bytearray(encode_sidecar(_large(), {}, chunk_levels=10_000))
+    data[-5] ^= 0x10  # inside the last chunk
+    index = parse_sidecar(bytes(data))
+    with pytest.raises(SidecarError, match="chunk 3 of 4"):
+        index.decode_all(workers=2)
