@@ -1,4 +1,4 @@
-"""Lossless codecs for integer weight levels, kept in a registry by name (numpy, zlib and ``constriction``).
+"""Lossless codecs for integer weight levels, kept in a registry by name (numpy, zlib, zstd and ``constriction``).
 
 A codec turns the int8 levels ``q`` of one tensor (flattened, C order; ``|q| ≤ L = 2^(bits−1) − 1``) into bytes and
 back. Decoding is *bounded*: the caller states how many levels it expects (from the graph, before anything is read)
@@ -8,6 +8,9 @@ and the bit-width, and a codec that would produce more or fewer levels, or level
 Registered here, in order of decoding cost (cheapest first; :func:`choose_codec` relies on this order):
 
 * ``raw``: the int8 bytes as they are (8 bits per level; the reference and the fallback).
+* ``packed-zstd`` and ``sparse-zstd``: ``packed`` and ``sparse`` (below) with their bytes Huffman-coded in a
+  Zstandard frame (:mod:`runtime.zstd_stage`) instead of a DEFLATE stream: the same sizes to within a fraction of
+  a percent, decoded 4–11× faster (zstd's Huffman decoder reads four streams at once; zlib's one symbol at a time).
 * ``packed``: the paper's coder made near-optimal. Levels become base-K digits (K = 2L + 1 = 2^bits − 1), packed
   ``k = ⌊log_K 256⌋`` to a byte (5 ternary levels, 2 three- or four-bit levels, 1 level from five bits up), then
   Huffman-coded (zlib's Huffman-only strategy, raw DEFLATE). Huffman coding wastes up to ~``p_max + 0.086`` bits
@@ -39,7 +42,7 @@ from functools import cache
 
 import numpy as np
 
-from . import ans
+from . import ans, zstd_stage
 from .levels import CodecError, Coded, checked, flat_levels, level_limit
 
 __all__ = [
@@ -145,10 +148,14 @@ def unpack(packed: np.ndarray, count: int, bits: int) -> np.ndarray:
     table, valid = _unpack_table(bits)
     if packed.size and int(packed.max()) >= valid:
         raise CodecError(f"packed levels: byte {int(packed.max())} is not a code of {k} {bits}-bit levels")
-    if k == 2:  # one 2-byte gather per byte instead of a row gather: ~10× faster
-        levels = np.ascontiguousarray(table).view(np.int16).reshape(-1)[packed].view(np.int8)
-    else:
-        levels = table[packed].reshape(-1)
+    if k == 2:  # two digits by integer division by the constant K: ~3× faster than any table gather here
+        lim, base = level_limit(bits), np.uint8(2 * level_limit(bits) + 1)
+        high = packed // base
+        levels = np.empty(2 * packed.size, np.int8)
+        levels[0::2] = (packed - high * base).view(np.int8) - np.int8(lim)
+        levels[1::2] = high.view(np.int8) - np.int8(lim)
+    else:  # np.take of whole rows: ~4× faster than fancy indexing
+        levels = np.take(table, packed, axis=0).reshape(-1)
     if np.any(levels[count:]):
         raise CodecError(f"packed levels: the last byte holds more than {count} levels (padding is not level 0)")
     return levels[:count]
@@ -163,44 +170,63 @@ def _raw_decode(data: Coded, count: int, bits: int) -> np.ndarray:
     return checked(np.frombuffer(data, dtype=np.int8).copy(), count, bits, "raw")
 
 
-def _packed_encode(levels: np.ndarray, bits: int) -> bytes:
-    return _zlib_encode(pack(levels, bits).tobytes(), zlib.Z_HUFFMAN_ONLY)
+@dataclass(frozen=True)
+class ByteCoder:
+    """The entropy stage under ``packed`` and ``sparse``: bytes → bytes, and back to exactly ``size`` bytes."""
+
+    encode: Callable[[bytes], bytes]
+    decode: Callable[[Coded, int, str], bytes]  # (data, size, codec name for errors)
 
 
-def _packed_decode(data: Coded, count: int, bits: int) -> np.ndarray:
-    size = -(-count // pack_factor(bits))
-    packed = np.frombuffer(_zlib_decode(data, size, "packed"), dtype=np.uint8)
-    return checked(unpack(packed, count, bits), count, bits, "packed")
+ZLIB_HUFFMAN = ByteCoder(lambda data: _zlib_encode(data, zlib.Z_HUFFMAN_ONLY), _zlib_decode)
+ZSTD = ByteCoder(zstd_stage.encode, zstd_stage.decode)
 
 
-_MASK_LENGTH = struct.Struct("<I")  # the sparse codec's first field: the length of its bitmap stream
+def _packed_codec(name: str, coder: ByteCoder) -> Codec:
+    """Levels packed k to a byte (:func:`pack`), the bytes through ``coder``."""
+
+    def encode(levels: np.ndarray, bits: int) -> bytes:
+        return coder.encode(pack(levels, bits).tobytes())
+
+    def decode(data: Coded, count: int, bits: int) -> np.ndarray:
+        packed = np.frombuffer(coder.decode(data, -(-count // pack_factor(bits)), name), dtype=np.uint8)
+        return checked(unpack(packed, count, bits), count, bits, name)
+
+    return Codec(name, encode, decode)
 
 
-def _sparse_encode(levels: np.ndarray, bits: int) -> bytes:
-    flat = flat_levels(levels, bits)
-    nonzero = flat != 0
-    mask = _zlib_encode(np.packbits(nonzero, bitorder="little").tobytes(), zlib.Z_HUFFMAN_ONLY)
-    return _MASK_LENGTH.pack(len(mask)) + mask + _packed_encode(flat[nonzero], bits)
+_MASK_LENGTH = struct.Struct("<I")  # a sparse codec's first field: the length of its bitmap stream
 
 
-def _sparse_decode(data: Coded, count: int, bits: int) -> np.ndarray:
-    if len(data) < _MASK_LENGTH.size:
-        raise CodecError("sparse codec: truncated before the bitmap length")
-    (mask_length,) = _MASK_LENGTH.unpack_from(data)
-    end = _MASK_LENGTH.size + mask_length
-    if end > len(data):
-        raise CodecError(f"sparse codec: bitmap stream of {mask_length} bytes runs past the tensor's data")
-    mask_bytes = np.frombuffer(_zlib_decode(data[_MASK_LENGTH.size : end], -(-count // 8), "sparse"), np.uint8)
-    nonzero = np.unpackbits(mask_bytes, bitorder="little").view(bool)
-    if nonzero[count:].any():
-        raise CodecError("sparse codec: the bitmap marks levels past the end of the tensor")
-    where = np.flatnonzero(nonzero[:count])
-    values = _packed_decode(data[end:], where.size, bits)
-    if not values.all():
-        raise CodecError("sparse codec: a level the bitmap marks non-zero is 0")
-    out = np.zeros(count, np.int8)
-    out[where] = values
-    return out
+def _sparse_codec(name: str, coder: ByteCoder, values: Codec) -> Codec:
+    """A bitmap of the non-zero levels through ``coder``, then the non-zero levels coded by ``values``."""
+
+    def encode(levels: np.ndarray, bits: int) -> bytes:
+        flat = flat_levels(levels, bits)
+        nonzero = flat != 0
+        mask = coder.encode(np.packbits(nonzero, bitorder="little").tobytes())
+        return _MASK_LENGTH.pack(len(mask)) + mask + values.encode(flat[nonzero], bits)
+
+    def decode(data: Coded, count: int, bits: int) -> np.ndarray:
+        if len(data) < _MASK_LENGTH.size:
+            raise CodecError(f"{name} codec: truncated before the bitmap length")
+        (mask_length,) = _MASK_LENGTH.unpack_from(data)
+        end = _MASK_LENGTH.size + mask_length
+        if end > len(data):
+            raise CodecError(f"{name} codec: bitmap stream of {mask_length} bytes runs past the tensor's data")
+        mask_bytes = np.frombuffer(coder.decode(data[_MASK_LENGTH.size : end], -(-count // 8), name), np.uint8)
+        nonzero = np.unpackbits(mask_bytes, bitorder="little").view(bool)
+        if nonzero[count:].any():
+            raise CodecError(f"{name} codec: the bitmap marks levels past the end of the tensor")
+        where = np.flatnonzero(nonzero[:count])
+        found = values.decode(data[end:], where.size, bits)
+        if not found.all():
+            raise CodecError(f"{name} codec: a level the bitmap marks non-zero is 0")
+        out = np.zeros(count, np.int8)
+        out[where] = found
+        return out
+
+    return Codec(name, encode, decode)
 
 
 def _zlib_codec(name: str, strategy: int, wbits: int) -> Codec:
@@ -216,12 +242,16 @@ def _zlib_codec(name: str, strategy: int, wbits: int) -> Codec:
     return Codec(name, encode, decode)
 
 
-register_codec(Codec("raw", lambda levels, bits: flat_levels(levels, bits).tobytes(), _raw_decode))
-register_codec(Codec("packed", _packed_encode, _packed_decode))
-register_codec(_zlib_codec("huffman", zlib.Z_HUFFMAN_ONLY, -15))
-register_codec(Codec("sparse", _sparse_encode, _sparse_decode))
-register_codec(_zlib_codec("deflate", zlib.Z_DEFAULT_STRATEGY, 15))
+_PACKED = _packed_codec("packed", ZLIB_HUFFMAN)
+_PACKED_ZSTD = _packed_codec("packed-zstd", ZSTD)
 
+register_codec(Codec("raw", lambda levels, bits: flat_levels(levels, bits).tobytes(), _raw_decode))
+register_codec(_PACKED_ZSTD)
+register_codec(_sparse_codec("sparse-zstd", ZSTD, _PACKED_ZSTD))
+register_codec(_PACKED)
+register_codec(_zlib_codec("huffman", zlib.Z_HUFFMAN_ONLY, -15))
+register_codec(_sparse_codec("sparse", ZLIB_HUFFMAN, _PACKED))
+register_codec(_zlib_codec("deflate", zlib.Z_DEFAULT_STRATEGY, 15))
 register_codec(Codec("ans", ans.encode, ans.decode))
 
 

@@ -47,9 +47,10 @@ def check_weight_scales(graph: Any, records: dict[str, TensorRecord]) -> None:
                 _check_node(node, records[name], constants, numpy_helper)
                 readers[name] += 1
             for attr in node.attribute:
-                for sub in [attr.g, *attr.graphs]:
-                    if sub.ByteSize():
-                        visit(sub)
+                if attr.HasField("g") or len(attr.graphs):  # checked first: building attr.g is slow
+                    for sub in [attr.g, *attr.graphs]:
+                        if sub.ByteSize():
+                            visit(sub)
 
     visit(graph.graph)
     unread = [name for name, count in readers.items() if count == 0]

@@ -263,6 +263,8 @@ def external_data_outside_weights(graph: Any) -> list[str]:
         found.extend(t.name or "(unnamed)" for t in inits if t.data_location == onnx.TensorProto.EXTERNAL)
         for node in g.node:
             for attr in node.attribute:
+                if not _holds_tensors_or_graphs(attr):  # most attributes are ints, floats and strings: skip fast
+                    continue
                 sparse = [attr.sparse_tensor, *attr.sparse_tensors]
                 for t in [attr.t, *attr.tensors, *(x for st in sparse for x in (st.values, st.indices))]:
                     if t.data_location == onnx.TensorProto.EXTERNAL:
@@ -278,6 +280,18 @@ def external_data_outside_weights(graph: Any) -> list[str]:
                 if attr.t.data_location == onnx.TensorProto.EXTERNAL:
                     found.append(f"function {function.name} attribute {attr.name}")
     return found
+
+
+def _holds_tensors_or_graphs(attr: Any) -> bool:
+    """Whether an AttributeProto has a tensor or graph field set, whatever its declared type says."""
+    return bool(
+        attr.HasField("t")
+        or attr.HasField("g")
+        or attr.HasField("sparse_tensor")
+        or len(attr.tensors)
+        or len(attr.graphs)
+        or len(attr.sparse_tensors)
+    )
 
 
 def graph_digest(graph: Any) -> str:

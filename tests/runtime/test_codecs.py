@@ -139,8 +139,10 @@ def test_the_sparse_codec_reaches_the_entropy_of_pruned_8_bit_levels_where_huffm
     p = counts[counts > 0] / levels.size
     entropy_bytes = levels.size * float(-(p * np.log2(p)).sum()) / 8
     assert len(CODECS["sparse"].encode(levels, 8)) <= 1.01 * entropy_bytes
+    assert len(CODECS["sparse-zstd"].encode(levels, 8)) <= 1.02 * entropy_bytes  # zstd: Huffman codes ≤ 11 bits
     assert len(CODECS["huffman"].encode(levels, 8)) >= 1.03 * entropy_bytes
-    assert choose_codec(levels, 8)[0] == "sparse"  # within the tolerance of rANS, and cheaper to decode
+    assert len(CODECS["packed-zstd"].encode(levels, 8)) >= 1.03 * entropy_bytes
+    assert choose_codec(levels, 8)[0].startswith("sparse")  # within the tolerance of rANS, and cheaper to decode
 
 
 @pytest.mark.parametrize(
@@ -151,23 +153,50 @@ def test_the_sparse_codec_reaches_the_entropy_of_pruned_8_bit_levels_where_huffm
         lambda d: d[:-2],  # the non-zero levels cut short
     ],
 )
-def test_a_damaged_sparse_stream_is_refused(damage) -> None:
+@pytest.mark.parametrize("codec", ["sparse", "sparse-zstd"])
+def test_a_damaged_sparse_stream_is_refused(damage, codec: str) -> None:
     levels = np.array([0, 3, 0, 0, -2, 1, 0, 0, 0, 7], np.int8)
-    data = CODECS["sparse"].encode(levels, 4)
+    data = CODECS[codec].encode(levels, 4)
     with pytest.raises(CodecError):
-        CODECS["sparse"].decode(damage(data), levels.size, 4)
+        CODECS[codec].decode(damage(data), levels.size, 4)
 
 
-def test_the_sparse_codec_refuses_a_zero_among_the_non_zero_levels_and_marks_past_the_end() -> None:
+@pytest.mark.parametrize("codec", ["sparse", "sparse-zstd"])
+def test_the_sparse_codecs_refuse_a_zero_among_the_non_zero_levels_and_marks_past_the_end(codec: str) -> None:
     import struct
     import zlib
 
-    def forge(mask_bits: list[int], values: list[int]) -> bytes:
-        mask = zlib.compress(np.packbits(np.array(mask_bits, bool), bitorder="little").tobytes(), 9, -15)
-        return struct.pack("<I", len(mask)) + mask + CODECS["packed"].encode(np.array(values, np.int8), 4)
+    from runtime import zstd_stage
 
-    assert CODECS["sparse"].decode(forge([0, 1, 1], [2, -1]), 3, 4).tolist() == [0, 2, -1]  # the forge is right
+    def forge(mask_bits: list[int], values: list[int]) -> bytes:
+        bitmap = np.packbits(np.array(mask_bits, bool), bitorder="little").tobytes()
+        mask = zstd_stage.encode(bitmap) if codec == "sparse-zstd" else zlib.compress(bitmap, 9, -15)
+        inner = "packed-zstd" if codec == "sparse-zstd" else "packed"
+        return struct.pack("<I", len(mask)) + mask + CODECS[inner].encode(np.array(values, np.int8), 4)
+
+    assert CODECS[codec].decode(forge([0, 1, 1], [2, -1]), 3, 4).tolist() == [0, 2, -1]  # the forge is right
     with pytest.raises(CodecError, match="is 0"):
-        CODECS["sparse"].decode(forge([0, 1, 1], [2, 0]), 3, 4)
+        CODECS[codec].decode(forge([0, 1, 1], [2, 0]), 3, 4)
     with pytest.raises(CodecError, match="past the end"):
-        CODECS["sparse"].decode(forge([0, 1, 1, 1], [2, 1, 1]), 3, 4)
+        CODECS[codec].decode(forge([0, 1, 1, 1], [2, 1, 1]), 3, 4)
+
+
+def test_a_zstd_frame_must_declare_exactly_the_expected_bytes_and_end_the_data() -> None:
+    """The frame header's content size bounds the output buffer; extra data, a short frame or an empty frame in place
+    of no bytes (zstd returns nothing for it without reading on) are refused."""
+    from runtime import zstd_stage
+
+    frame = zstd_stage.encode(b"abc" * 100)
+    assert zstd_stage.decode(memoryview(frame), 300, "t") == b"abc" * 100
+    empty_frame = bytes.fromhex("28b52ffd2000010000")  # a valid frame declaring 0 bytes
+    for data, size in (
+        (frame + b"junk", 300),
+        (frame[:-1], 300),
+        (frame, 299),
+        (frame, 301),
+        (empty_frame, 0),
+        (b"", 1),
+    ):
+        with pytest.raises(CodecError):
+            zstd_stage.decode(data, size, "t")
+    assert zstd_stage.encode(b"") == b"" and zstd_stage.decode(b"", 0, "t") == b""

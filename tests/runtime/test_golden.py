@@ -101,6 +101,16 @@ def test_packed_bytes_by_hand() -> None:
     assert zlib.decompress(body, -15) == LEVELS_5BIT.tobytes()
 
 
+def test_packed_zstd_bytes_by_hand() -> None:
+    """``packed-zstd`` is ``packed`` with one Zstandard frame (RFC 8878) in place of the DEFLATE stream."""
+    import zstandard
+
+    packed, zstd = (parse_sidecar((GOLDEN / f"{c}.qsc").read_bytes()) for c in ("packed", "packed-zstd"))
+    for a, b in zip(packed.records, zstd.records):
+        for deflated, framed in zip(chunk_bodies(packed, a), chunk_bodies(zstd, b)):
+            assert zstandard.ZstdDecompressor().decompress(framed) == zlib.decompress(deflated, -15)
+
+
 def test_sparse_bytes_by_hand() -> None:
     """The spec's sparse layout, by hand: u32 bitmap-stream length, the bitmap (raw DEFLATE, bit i of byte i/8 least
     significant first), then the non-zero levels coded as ``packed``."""
