@@ -1,8 +1,9 @@
 """Load time of the sidecar artefact (verify + decode + session) vs the standalone .onnx, side by side in one run.
 
 For each model and weight bit-width the model is prepared, calibrated on crops of scikit-image's photos and
-exported; then ``runtime.load`` opens the standalone file and the graph + sidecar pair alternately (A/B/A/B, after
-one warm-up each), and the median and 10th percentile of each are reported with their ratio and the file sizes.
+exported; then ``runtime.load`` opens the standalone file, the graph + sidecar pair with one decoding thread (the
+default) and the pair with two, in turn (A/B/C/A/B/C, after one warm-up each), and the median and 10th percentile
+of each are reported with their ratios and the file sizes.
 
   python benchmarks/load_time.py --repeats 15 --out benchmarks/results/load_time.json
 """
@@ -27,13 +28,13 @@ from benchmarks.common import save_report
 warnings.filterwarnings("ignore")
 
 
-def _load_time(path: Path) -> float:
+def _load_time(path: Path, decode_threads: int = 1) -> float:
     import runtime
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     start = time.perf_counter()
-    runtime.load(path, session_options=options)
+    runtime.load(path, session_options=options, decode_threads=decode_threads)
     return time.perf_counter() - start
 
 
@@ -70,13 +71,17 @@ def main() -> int:
                 calibrate(gm, [calib[i : i + 8] for i in range(0, len(calib), 8)])
                 result = export_model(gm.eval(), calib[:2], Path(tmp) / f"{name}_w{wbits}", "m")
                 assert result.graph is not None and result.sidecar is not None
-                files = {"standalone": result.standalone, "sidecar": result.graph}
-                for path in files.values():
-                    _load_time(path)  # warm-up: page cache, onnxruntime's one-time initialisation
+                files = {  # (path, decode threads)
+                    "standalone": (result.standalone, 1),
+                    "sidecar": (result.graph, 1),
+                    "sidecar_2_threads": (result.graph, 2),
+                }
+                for path, threads in files.values():
+                    _load_time(path, threads)  # warm-up: page cache, onnxruntime's one-time initialisation
                 times: dict[str, list[float]] = {k: [] for k in files}
                 for _ in range(args.repeats):
-                    for k, path in files.items():
-                        times[k].append(_load_time(path))
+                    for k, (path, threads) in files.items():
+                        times[k].append(_load_time(path, threads))
                 row = {
                     "model": name,
                     "weights": "ImageNet (torchvision)" if name in weights else "random",
@@ -89,6 +94,7 @@ def main() -> int:
                     row[f"{k}_median_ms"] = 1e3 * statistics.median(ts)
                     row[f"{k}_p10_ms"] = 1e3 * ts[len(ts) // 10]
                 row["ratio_median"] = row["sidecar_median_ms"] / row["standalone_median_ms"]
+                row["ratio_2_threads_median"] = row["sidecar_2_threads_median_ms"] / row["standalone_median_ms"]
                 print(json.dumps(row), flush=True)
                 report["results"].append(row)
     return save_report(report, args.out, start)

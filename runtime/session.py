@@ -153,8 +153,12 @@ def load(
     *,
     allow_fallback: bool = False,
     session_options: Any = None,
+    decode_threads: int = 1,
 ) -> Model:
-    """Open ``path`` (standalone ``.onnx`` or a graph naming a sidecar) on ``device`` ("auto", "cpu" or "cuda")."""
+    """Open ``path`` (standalone ``.onnx`` or a graph naming a sidecar) on ``device`` ("auto", "cpu" or "cuda").
+
+    ``decode_threads`` threads share out the sidecar's chunks. One is the default: on the 2-core machine of
+    BENCHMARKS.md ("Sidecar format 2") two threads decoded the zstd-coded chunks more slowly than one."""
     import onnx
     import onnxruntime as ort
 
@@ -182,7 +186,7 @@ def load(
     sidecar: SidecarIndex | None = None
     initializers: dict[str, tuple[Any, Any]] = {}
     if META_SIDECAR in meta:
-        sidecar, initializers = _attach_sidecar(graph_path, graph, meta, hollow, options)
+        sidecar, initializers = _attach_sidecar(graph_path, graph, meta, hollow, options, decode_threads)
     elif hollow:
         raise ToolchainError(
             f"{graph_path} has external initializers ({', '.join(sorted(hollow)[:3])}, ...) but names no sidecar"
@@ -338,7 +342,7 @@ def _type_name(code: int) -> str:
 
 
 def _attach_sidecar(
-    graph_path: Path, graph: Any, meta: dict[str, str], hollow: dict[str, Any], options: Any
+    graph_path: Path, graph: Any, meta: dict[str, str], hollow: dict[str, Any], options: Any, decode_threads: int
 ) -> tuple[SidecarIndex, dict[str, tuple[Any, Any]]]:
     import onnx
     import onnxruntime as ort
@@ -359,7 +363,7 @@ def _attach_sidecar(
             )
     check_weight_scales(graph, records)
     initializers = {}
-    for record, array in zip(index.records, index.decode_all()):
+    for record, array in zip(index.records, index.decode_all(decode_threads)):
         value = ort.OrtValue.ortvalue_from_numpy(array)
         options.add_initializer(record.name, value)
         initializers[record.name] = (array, value)
