@@ -265,6 +265,29 @@ def _rule(gm: fx.GraphModule, node: fx.Node) -> Rule | None:
     return None
 
 
+def _silu_as_gate(gm: fx.GraphModule, node: fx.Node) -> None:
+    """``silu(x)`` → ``x * sigmoid(x)``: with a quantizer on the gate, onnxruntime runs both halves on integers
+    (QLinearSigmoid, QLinearMul), where a whole SiLU between two quantizers stays in float."""
+    x = node.args[0]
+    with gm.graph.inserting_before(node):
+        gate = gm.graph.call_function(torch.sigmoid, (x,))
+        product = gm.graph.call_function(operator.mul, (x, gate))
+    node.replace_all_uses_with(product)
+    gm.graph.erase_node(node)
+
+
+# Ops rewritten into ops with rules before the rules apply, by module type or function.
+DECOMPOSITIONS: dict[Any, Callable[[fx.GraphModule, fx.Node], None]] = {nn.SiLU: _silu_as_gate, F.silu: _silu_as_gate}
+
+
+def _decompose(gm: fx.GraphModule) -> None:
+    for node in list(gm.graph.nodes):
+        target = type(gm.get_submodule(str(node.target))) if node.op == "call_module" else node.target
+        if node.op in ("call_module", "call_function") and target in DECOMPOSITIONS:
+            DECOMPOSITIONS[target](gm, node)
+    gm.graph.lint()
+
+
 def _wrap_islands(gm: fx.GraphModule) -> None:
     """Make every function or method without a rule a named :class:`FloatIsland` module; refuse calls that return
     no tensor (``x.shape``, ``x.dim()``), which no quantizer can follow."""
@@ -350,6 +373,7 @@ def prepare_qat(model: nn.Module, config: BitSettings) -> fx.GraphModule:
     except Exception as e:  # fx raises many types for untraceable code
         raise ToolchainError(f"cannot trace {type(model).__name__} with torch.fx: {e}") from None
     gm = fx.GraphModule(model, graph, type(model).__name__ + "QAT")
+    _decompose(gm)
     _wrap_islands(gm)
     nodes = list(gm.graph.nodes)
     rules = {n: _rule(gm, n) for n in nodes}

@@ -77,7 +77,7 @@ class NormGelu(nn.Module):
 
 BLOCKS = {
     "mobilenet_v3": (lambda: InvertedResidual(nn.Hardswish, nn.ReLU, nn.Hardsigmoid), {"QLinearMul": 1}),
-    "efficientnet": (lambda: InvertedResidual(nn.SiLU, nn.SiLU, nn.Sigmoid), {"QLinearMul": 1, "QLinearSigmoid": 1}),
+    "efficientnet": (lambda: InvertedResidual(nn.SiLU, nn.SiLU, nn.Sigmoid), {"QLinearMul": 6, "QLinearSigmoid": 6}),
     "attention": (AttentionScores, {"QLinearMatMul": 2, "QLinearSoftmax": 1}),
     "layernorm_gelu": (lambda: NormGelu("none"), {}),
     "layernorm_gelu_tanh": (lambda: NormGelu("tanh"), {}),
