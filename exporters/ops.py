@@ -316,12 +316,6 @@ def _global_pool(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: A
 # island, which `toolchain export` and `inspect` list by node name.
 
 
-def _silu(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
-    name = _name(node)
-    gate = ctx.op("Sigmoid", f"{name}.sigmoid", [inputs[0]])
-    return ctx.op("Mul", name, [inputs[0], gate])
-
-
 def _gelu(ctx: ExportContext, node: fx.Node, inputs: list[Any], module: Any) -> Any:
     """``x·Φ(x)`` with the erf (opset 17 has no Gelu op), or PyTorch's tanh approximation."""
     approximate = module.approximate if module is not None else _arg(node, 1, "approximate", "none")
@@ -528,7 +522,6 @@ MODULE_OPS: dict[type, OpEntry] = {
     nn.ReLU: _RELU,
     nn.ReLU6: OpEntry(_relu6),
     nn.Hardswish: _HARDSWISH,
-    nn.SiLU: OpEntry(_silu),
     nn.GELU: OpEntry(_gelu),
     nn.Hardsigmoid: _HARDSIGMOID,
     nn.Sigmoid: _SIGMOID,
@@ -562,7 +555,6 @@ FUNCTION_OPS: dict[Any, OpEntry] = {
     F.pixel_shuffle: OpEntry(_pixel_shuffle, keeps_grid=True),
     F.adaptive_avg_pool2d: OpEntry(_global_pool),
     F.hardswish: _HARDSWISH,
-    F.silu: OpEntry(_silu),
     F.gelu: OpEntry(_gelu),
     F.hardsigmoid: _HARDSIGMOID,
     torch.sigmoid: _SIGMOID,

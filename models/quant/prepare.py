@@ -10,6 +10,8 @@ The model is traced with ``torch.fx`` and rewritten by a table of rules (no ``is
   all inputs are unsigned, e.g. pooling of ReLU outputs);
 * the network input gets a signed quantizer and the outputs get quantizers (``io_abits``);
 * reshaping ops (channel shuffle, pixel shuffle, max-pool, flatten, chunk, dropout) keep their input's grid;
+* some ops are first rewritten into ops with rules (``DECOMPOSITIONS``): a SiLU becomes ``x * sigmoid(x)``, so its
+  gate gets a quantizer and onnxruntime runs it on integers;
 * an op with no rule (a PReLU, a GroupNorm, ``torch.erf``) is a *float island*: quantized input and output, float
   in between (:mod:`models.quant.islands`), so a network is never refused for one unknown op.
 
@@ -172,7 +174,6 @@ MODULE_RULES: dict[type, Rule] = {
     nn.ReLU: Rule("act"),
     nn.ReLU6: Rule("act"),
     nn.Hardswish: _SIGNED_MAP,
-    nn.SiLU: _SIGNED_MAP,
     nn.GELU: _SIGNED_MAP,
     nn.Hardsigmoid: _GATE,
     nn.Sigmoid: _GATE,
@@ -201,7 +202,6 @@ FUNCTION_RULES: dict[Any, Rule] = {
     F.pixel_shuffle: Rule("keep"),
     F.adaptive_avg_pool2d: Rule("value", True),
     F.hardswish: _SIGNED_MAP,
-    F.silu: _SIGNED_MAP,
     F.gelu: _SIGNED_MAP,
     F.hardsigmoid: _GATE,
     torch.sigmoid: _GATE,
