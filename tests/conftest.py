@@ -17,8 +17,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one torch thread each, no oversubscription
-    torch.set_num_threads(1)
 
 
 def warm(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
@@ -28,6 +26,15 @@ def warm(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
         for _ in range(3):
             model(x)
     return model.eval()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The default lane runs two xdist workers with one torch thread each: two workers of two threads on two cores
+    made it 2.3× slower. The heavy lane keeps torch's default, because three of its tests sit on a threshold that
+    torch's summation order moves (MobileNetV3-Large and ShuffleNetV1 g3 agreement at 99.85/99.53 % against 99.9,
+    and the step-drift test at 0.98 against 0.95, all with one thread; they pass with two)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and "not heavy" in (config.option.markexpr or ""):
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
