@@ -20,6 +20,7 @@ from exporters import build_graph, export_model
 from exporters.artefacts import META_SIDECAR, META_SIDECAR_SHA256
 from exporters.reference import folded_model
 from models import get_model_spec, list_models
+from models.quant.prepare import ActQuant
 from runtime import ToolchainError
 from runtime.kernels import classify_kernels, optimized_graph
 from runtime.sidecar import parse_sidecar
@@ -28,12 +29,14 @@ from tests.exporters.helpers import prepared, run_ort, sample
 from toolchain.agreement import compare, output_step
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
-# Every registry model. The full-size (224×224) ones and the 28×28 `*_small` ones take seconds each and run in the
-# heavy lane; each architecture family keeps a `*_tiny` sibling in the default run.
-# Not yet explained: the 28×28 MobileNetV3s (random weights) put 1–12 % of outputs 2–3 steps off the export's
-# PyTorch model also with onnxruntime's optimizations off (small 99.06 %, large 94.69 % within ±1), so it is not
-# only the integer kernels' rounding. Measured, left open (issue 18).
-UNEXPLAINED = {"mobilenet_v3_small_small", "mobilenet_v3_large_small"}
+# Networks that amplify float noise. With random weights, the 28×28 MobileNetV3s turn a relative perturbation of
+# 1e-6 at every activation quantizer's input (PyTorch against itself, no onnxruntime) into 1.3-2.5 % (small) and
+# 22-26 % (large) of outputs more than one step off; at 1e-7, about one float32 ulp, the large one still puts 8 %
+# there. onnxruntime's float islands compute HardSigmoid/HardSwish by another formula than torch (alpha*x + beta
+# against relu6(x + 3)/6), which is noise of that size. So for these the bar is that float noise: the export must
+# agree with its PyTorch model at least as well as that model agrees with itself under 1e-6 noise. (MobileNetV2
+# at 28×28 stays within ±1 step under the same noise.)
+FLOAT_SENSITIVE = {"mobilenet_v3_small_small", "mobilenet_v3_large_small"}
 
 
 def _lane(name: str) -> object:
@@ -43,13 +46,17 @@ def _lane(name: str) -> object:
     return pytest.param(name, marks=pytest.mark.heavy)
 
 
+# Every registry model. The full-size (224×224) ones and the 28×28 `*_small` ones take seconds each and run in the
+# heavy lane; each architecture family keeps a `*_tiny` sibling in the default run.
 ALL_MODELS = [_lane(name) for name in list_models()]
 
 
 # Networks whose onnxruntime integer kernels round where the PyTorch model of the export does not: after MobileNetV3's
 # eleven blocks (nine squeeze-excite QLinearMul, ten QLinearGlobalAveragePool; which kernel rounds was not isolated)
 # 4 of 640 outputs (random weights) are 2 steps off. With onnxruntime's optimizations off (the same graph, no integer
-# kernels) every output is within ±1 step, which the test checks too.
+# kernels) every output is within ±1 step, which the test checks too. The integer kernels' own roundings are the seeds
+# and the network amplifies them: the same 1e-6 jitter as for FLOAT_SENSITIVE puts 5 of 640 outputs 2 steps off in
+# PyTorch alone.
 REQUANTIZING = {"mobilenet_v3_tiny": 0.99}
 
 
@@ -58,6 +65,24 @@ def _agreement(gm, built, source, x: torch.Tensor):
     with torch.no_grad():
         reference = folded_model(gm, built)(x).numpy()
     return compare(reference, run_ort(source, x.numpy()), output_step(gm))
+
+
+@torch.no_grad()
+def _noise_floor(gm, built, x: torch.Tensor, eps: float = 1e-6):
+    """The PyTorch model of the export against itself with every activation quantizer's input scaled by
+    ``1 + U(-eps, eps)``: how far float-level differences alone move this network's outputs."""
+    reference = folded_model(gm, built)
+    clean = reference(x).numpy()
+    noise = torch.Generator().manual_seed(1)
+
+    def jitter(_module, args):
+        return (args[0] * (1 + (torch.rand(args[0].shape, generator=noise) * 2 - 1) * eps),)
+
+    hooks = [m.register_forward_pre_hook(jitter) for m in reference.modules() if isinstance(m, ActQuant)]
+    noisy = reference(x).numpy()
+    for hook in hooks:
+        hook.remove()
+    return compare(clean, noisy, output_step(gm))
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -72,8 +97,11 @@ def test_every_registry_model_exports_fuses_and_agrees(name: str) -> None:
     n_weighted = len(weights)
     assert sum(kernels["integer"].get(k, 0) for k in ("QLinearConv", "QGemm")) == n_weighted
     agreement = _agreement(gm, built, proto.SerializeToString(), x)
-    if name in UNEXPLAINED and not agreement.ok(0.999):
-        pytest.xfail(f"see UNEXPLAINED: {agreement}")
+    if name in FLOAT_SENSITIVE:
+        floor = _noise_floor(gm, built, x)
+        assert floor.within_one < 0.999, f"no longer sensitive to float noise ({floor}): drop it from FLOAT_SENSITIVE"
+        assert agreement.within_one >= floor.within_one, (agreement, floor)
+        return
     assert agreement.ok(REQUANTIZING.get(name, 0.999)), agreement
     if name in REQUANTIZING:  # the graph itself is exact: the extra steps come from the integer kernels' rounding
         plain = ort.SessionOptions()
