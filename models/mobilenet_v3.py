@@ -5,6 +5,12 @@ checkpoints load with ``strict=True`` (batch norm with eps 0.001 as there). The 
 has rules for: Hardswish, squeeze-excite with a ReLU and a Hardsigmoid gate multiplied into the features.
 ``small_input=True`` adapts the stem for 28×28/32×32 images: the first convolution and the first stride-2 block use
 stride 1 (total stride 8 instead of 32).
+
+Batch-norm momentum: torchvision's 0.01 for the ImageNet-size models, whose pretrained statistics are fine-tuned;
+PyTorch's 0.1 for the 28×28 variants, which are trained here from scratch in a few hundred steps. With 0.01 the
+running statistics average over the last ~100 steps, while a fresh network's weights move a lot in each of them:
+MobileNetV3-Small trained 200 steps on Fashion-MNIST at lr 0.1 reached a training loss of 0.48 but 10.0 % top-1 in
+eval mode (every image one class), and 81 % with the same weights once the statistics were re-estimated.
 """
 
 from __future__ import annotations
@@ -101,6 +107,7 @@ class MobileNetV3(nn.Module):
         in_chans: int = 3,
         small_input: bool = False,
         dropout: float = 0.2,
+        bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
         if arch not in _LAST_CHANNEL:
@@ -128,7 +135,7 @@ class MobileNetV3(nn.Module):
         _init_weights(self)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.eps, m.momentum = 0.001, 0.01
+                m.eps, m.momentum = 0.001, bn_momentum
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -146,13 +153,29 @@ def mobilenet_v3_small(**kw) -> MobileNetV3:
     return MobileNetV3(**kw)
 
 
-@register_model("mobilenet_v3_large_small", input_size=28, in_chans=1, num_classes=10, arch="large", small_input=True)
+@register_model(
+    "mobilenet_v3_large_small",
+    input_size=28,
+    in_chans=1,
+    num_classes=10,
+    arch="large",
+    small_input=True,
+    bn_momentum=0.1,
+)
 def _mobilenet_v3_large_small(**kw) -> MobileNetV3:
     """MobileNetV3-Large for 28×28/32×32 inputs (stride 8)."""
     return MobileNetV3(**kw)
 
 
-@register_model("mobilenet_v3_small_small", input_size=28, in_chans=1, num_classes=10, arch="small", small_input=True)
+@register_model(
+    "mobilenet_v3_small_small",
+    input_size=28,
+    in_chans=1,
+    num_classes=10,
+    arch="small",
+    small_input=True,
+    bn_momentum=0.1,
+)
 def _mobilenet_v3_small_small(**kw) -> MobileNetV3:
     """MobileNetV3-Small for 28×28/32×32 inputs (stride 8)."""
     return MobileNetV3(**kw)
@@ -167,6 +190,7 @@ def _mobilenet_v3_small_small(**kw) -> MobileNetV3:
     arch="small",
     small_input=True,
     width_mult=0.25,
+    bn_momentum=0.1,
 )
 def _mobilenet_v3_tiny(**kw) -> MobileNetV3:
     """Test-sized MobileNetV3-Small (width 0.25, small input)."""

@@ -29,14 +29,14 @@ from tests.exporters.helpers import prepared, run_ort, sample
 from toolchain.agreement import compare, output_step
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
-# Networks that amplify float noise. With random weights, the 28×28 MobileNetV3s turn a relative perturbation of
-# 1e-6 at every activation quantizer's input (PyTorch against itself, no onnxruntime) into 1.3-2.5 % (small) and
-# 22-26 % (large) of outputs more than one step off; at 1e-7, about one float32 ulp, the large one still puts 8 %
-# there. onnxruntime's float islands compute HardSigmoid/HardSwish by another formula than torch (alpha*x + beta
-# against relu6(x + 3)/6), which is noise of that size. So for these the bar is that float noise: the export must
-# agree with its PyTorch model at least as well as that model agrees with itself under 1e-6 noise. (MobileNetV2
-# at 28×28 stays within ±1 step under the same noise.)
-FLOAT_SENSITIVE = {"mobilenet_v3_small_small", "mobilenet_v3_large_small"}
+# Networks that amplify float noise: the MobileNetV3s with random weights. A relative jitter of 1e-6 at every
+# activation quantizer's input, in PyTorch alone (no onnxruntime), puts 0.6-1.1 % (tiny), 3.4-5.0 % (small) and
+# 25-29 % (large) of their outputs more than one step off; at 1e-7, about one float32 ulp, the large one still puts
+# 12-14 % there. onnxruntime's float islands compute HardSigmoid/HardSwish by another formula than torch (alpha*x + beta
+# against relu6(x + 3)/6), and its integer kernels round sums their own way: seeds of that size. So for these the bar
+# is the float noise: the export must agree with its PyTorch model at least as well as that model agrees with itself
+# under 1e-6 jitter. MobileNetV2 at 28×28 stays within ±1 step under the same jitter and keeps the 99.9 % bar.
+FLOAT_SENSITIVE = {"mobilenet_v3_tiny", "mobilenet_v3_small_small", "mobilenet_v3_large_small"}
 
 
 def _lane(name: str) -> object:
@@ -49,15 +49,6 @@ def _lane(name: str) -> object:
 # Every registry model. The full-size (224×224) ones and the 28×28 `*_small` ones take seconds each and run in the
 # heavy lane; each architecture family keeps a `*_tiny` sibling in the default run.
 ALL_MODELS = [_lane(name) for name in list_models()]
-
-
-# Networks whose onnxruntime integer kernels round where the PyTorch model of the export does not: after MobileNetV3's
-# eleven blocks (nine squeeze-excite QLinearMul, ten QLinearGlobalAveragePool; which kernel rounds was not isolated)
-# 4 of 640 outputs (random weights) are 2 steps off. With onnxruntime's optimizations off (the same graph, no integer
-# kernels) every output is within ±1 step, which the test checks too. The integer kernels' own roundings are the seeds
-# and the network amplifies them: the same 1e-6 jitter as for FLOAT_SENSITIVE puts 5 of 640 outputs 2 steps off in
-# PyTorch alone.
-REQUANTIZING = {"mobilenet_v3_tiny": 0.99}
 
 
 def _agreement(gm, built, source, x: torch.Tensor):
@@ -102,13 +93,7 @@ def test_every_registry_model_exports_fuses_and_agrees(name: str) -> None:
         assert floor.within_one < 0.999, f"no longer sensitive to float noise ({floor}): drop it from FLOAT_SENSITIVE"
         assert agreement.within_one >= floor.within_one, (agreement, floor)
         return
-    assert agreement.ok(REQUANTIZING.get(name, 0.999)), agreement
-    if name in REQUANTIZING:  # the graph itself is exact: the extra steps come from the integer kernels' rounding
-        plain = ort.SessionOptions()
-        plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        with torch.no_grad():
-            reference = folded_model(gm, built)(x).numpy()
-        assert compare(reference, run_ort(proto.SerializeToString(), x.numpy(), plain), output_step(gm)).ok(0.999)
+    assert agreement.ok(0.999), agreement
 
 
 def test_graph_follows_the_qdq_conventions() -> None:

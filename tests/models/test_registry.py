@@ -114,3 +114,16 @@ def test_parameter_free_ops_are_modules() -> None:
     assert "Add" in {type(m).__name__ for m in create_model("mobilenet_v2_tiny").modules()}
     assert "Add" in {type(m).__name__ for m in create_model("resnet20_tiny").modules()}
     assert models.layers.ChannelShuffle(2)(torch.arange(4.0).view(1, 4, 1, 1)).flatten().tolist() == [0, 2, 1, 3]
+
+
+def test_mobilenet_v3_batch_norm_momentum_fits_how_each_variant_is_trained() -> None:
+    """torchvision's 0.01 for the ImageNet-size models (fine-tuned from pretrained statistics); 0.1 for the 28×28
+    variants trained from scratch, where 0.01 left stale statistics: 10 % top-1 in eval mode (models/mobilenet_v3.py)."""
+
+    def momenta(name: str) -> set[float]:
+        return {m.momentum for m in create_model(name).modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        assert momenta(name) == {0.01}
+    for name in ("mobilenet_v3_small_small", "mobilenet_v3_large_small", "mobilenet_v3_tiny"):
+        assert momenta(name) == {0.1}
