@@ -112,7 +112,7 @@ def export_model(
     graph_path = sidecar_path = None
     if sidecar:
         side = encode_sidecar(
-            [SidecarTensor(w.name, w.levels, w.bits, w.steps, w.axis, w.multiplier) for w in weights],
+            [SidecarTensor(w.name, w.levels, w.bits, w.steps, w.axis, w.multiplier, w.zero_point) for w in weights],
             config,
             codecs,
         )

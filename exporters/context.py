@@ -35,9 +35,10 @@ class Grid:
 
 @dataclass(frozen=True)
 class WeightTensor:
-    """An int8 weight initializer of the exported graph: ``weight = levels · steps`` along ``axis``.
+    """A weight initializer of the exported graph: ``weight = levels · steps`` along ``axis``.
 
-    The graph stores ``levels · multiplier`` with scale ``steps / multiplier`` (see ``ops.container_multiplier``).
+    The graph stores the container ``levels · multiplier`` (+ ``zero_point``, as uint8, when that is 128) with scale
+    ``steps / multiplier`` (see ``folding.container_multiplier`` and ``folding.container_zero_point``).
     """
 
     name: str
@@ -46,6 +47,7 @@ class WeightTensor:
     axis: int | None
     bits: int
     multiplier: int = 1
+    zero_point: int = 0
 
 
 @dataclass

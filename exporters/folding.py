@@ -1,10 +1,12 @@
-"""A weighted layer as the exported graph holds it: integer levels in an int8 container, steps, int32 bias.
+"""A weighted layer as the exported graph holds it: integer levels in an int8 or uint8 container, steps, int32 bias.
 
 ``freeze`` gives integer levels ``q`` and per-channel steps ``δ`` with batch norm folded. Export adds two integer
 facts that change numbers, so they live here, shared by the graph builder and the PyTorch reference
 (:mod:`exporters.reference`):
 
 * the **container multiplier** ``m``: sub-8-bit levels are stored as ``m·q`` with scale ``δ/m`` (same weights);
+* the **container zero-point**: 8-bit levels are stored as uint8 ``q + 128`` (zero-point 128), the rest as int8
+  (:func:`container_zero_point`: the same weights, but no overflow in onnxruntime's AVX2 kernels);
 * the **int32 bias** ``round(b / (s_in · δ/m))`` at scale ``s_in · δ/m``, as onnxruntime's integer kernels add it
   to their accumulators. Its rounding is the one place where the exported model is not the quant-aware model:
   at most half a bias step per channel, which ``m`` makes small.
@@ -19,8 +21,9 @@ import numpy as np
 from models.quant.freeze import FrozenWeight
 from models.quant.quantizers import max_level
 from runtime import ToolchainError
+from runtime.levels import to_container
 
-__all__ = ["IntegerLayer", "container_multiplier", "integer_layer"]
+__all__ = ["IntegerLayer", "container_multiplier", "container_zero_point", "integer_layer"]
 
 
 def container_multiplier(bits: int) -> int:
@@ -34,6 +37,20 @@ def container_multiplier(bits: int) -> int:
     return max(1, 63 // max_level(bits))
 
 
+def container_zero_point(bits: int) -> int:
+    """0 (an int8 container) when ``|m·q| ≤ 63``; 128 (a uint8 container, ``q + 128``) for 8-bit levels.
+
+    onnxruntime's u8×s8 convolution and Gemm kernels on x86 CPUs without VNNI (AVX2 only) add pairs of u8·s8
+    products in int16 (``vpmaddubsw``), which saturates once ``|x₁w₁ + x₂w₂| > 32767``: 8-bit levels reach ±127
+    against activations up to 255. Measured on this project's AVX2 machine: a trained Fashion-MNIST MobileNetV3's
+    first convolution put 23 % of its outputs 3–40 steps off, and the network lost 3 points of top-1. With uint8
+    weights onnxruntime takes its u8×u8 kernels, which widen to 16 bits before multiplying: exact, and still
+    ``QLinearConv``/``QGemm``. Depthwise convolutions have their own kernel and do not saturate, but one rule for
+    all layers is simpler to check.
+    """
+    return 128 if max_level(bits) * container_multiplier(bits) > 63 else 0
+
+
 @dataclass(frozen=True)
 class IntegerLayer:
     levels: np.ndarray  # int8 levels q, in the layer's weight layout
@@ -43,10 +60,11 @@ class IntegerLayer:
     multiplier: int
     bias: np.ndarray | None  # int32
     bias_scale: np.ndarray | None  # float32 per output channel: s_in · δ / m
+    zero_point: int = 0  # of the container: 0 (int8) or 128 (uint8), see container_zero_point
 
     @property
     def container(self) -> np.ndarray:
-        return (self.levels.astype(np.int16) * self.multiplier).astype(np.int8)
+        return to_container(self.levels, self.multiplier, self.zero_point)
 
     @property
     def scale(self) -> np.ndarray:
@@ -56,7 +74,7 @@ class IntegerLayer:
     def float_weight(self) -> np.ndarray:
         shape = [1] * self.levels.ndim
         shape[self.axis] = -1
-        return self.container.astype(np.float32) * self.scale.reshape(shape)
+        return (self.container.astype(np.float32) - self.zero_point) * self.scale.reshape(shape)
 
     def float_bias(self) -> np.ndarray | None:
         if self.bias is None or self.bias_scale is None:
@@ -82,4 +100,4 @@ def integer_layer(name: str, fw: FrozenWeight, axis: int, input_step: np.float32
         if np.abs(q).max(initial=0) >= 2**31 - 1:
             raise ToolchainError(f"layer {name}: bias does not fit int32 at scale s_in·s_w")
         bias = q.astype(np.int32)
-    return IntegerLayer(levels, steps, axis, fw.bits, m, bias, bias_scale)
+    return IntegerLayer(levels, steps, axis, fw.bits, m, bias, bias_scale, container_zero_point(fw.bits))

@@ -26,6 +26,7 @@ from models.layers import Add, ChannelShuffle, Concat
 from models.quant.prepare import ActQuant
 from models.quant.quantizers import act_levels
 from runtime import ToolchainError
+from runtime.levels import to_container
 
 from .context import ExportContext, Grid, WeightTensor, readable
 from .deconv import subpixel_supported, subpixel_weights
@@ -156,16 +157,20 @@ def _linear(ctx: ExportContext, node: fx.Node, op_inputs: list[Any], grid: Grid,
 
 
 def _weight(ctx: ExportContext, name: str, levels: np.ndarray, il: IntegerLayer) -> Any:
-    """int8 container of ``levels`` → DequantizeLinear (per-tensor scale when every channel's step is equal)."""
+    """int8 or uint8 container of ``levels`` (``folding.container_zero_point``) → DequantizeLinear (per-tensor
+    scale when every channel's step is equal)."""
     uniform = bool(np.all(il.steps == il.steps[0]))
     w_name = f"{name}.weight"
     steps = il.steps[:1] if uniform else il.steps
-    ctx.weights.append(WeightTensor(w_name, levels, steps, None if uniform else il.axis, il.bits, il.multiplier))
+    ctx.weights.append(
+        WeightTensor(w_name, levels, steps, None if uniform else il.axis, il.bits, il.multiplier, il.zero_point)
+    )
     scale = il.scale[0] if uniform else il.scale
+    container = to_container(levels, il.multiplier, il.zero_point)
     inputs = [
-        ctx.const(w_name, (levels.astype(np.int16) * il.multiplier).astype(np.int8)),
+        ctx.const(w_name, container),
         ctx.const(f"{w_name}.scale", np.asarray(scale, np.float32)),
-        ctx.const(f"{w_name}.zero_point", np.zeros(np.shape(scale), np.int8)),
+        ctx.const(f"{w_name}.zero_point", np.full(np.shape(scale), il.zero_point, container.dtype)),
     ]
     return ctx.op("DequantizeLinear", f"{w_name}.dequantize", inputs, {} if uniform else {"axis": il.axis})
 
@@ -209,7 +214,7 @@ def _deconv_as_conv(ctx: ExportContext, node: fx.Node, x: Any, layer: Any, il: I
     if len(set(il.steps.tolist())) != 1:
         raise ToolchainError(f"layer {name}: a transposed convolution exports with one weight step per tensor")
     conv_levels, pads = subpixel_weights(il.levels, stride, padding)
-    phases = IntegerLayer(conv_levels, il.steps[:1], 0, il.bits, il.multiplier, il.bias, il.bias_scale)
+    phases = IntegerLayer(conv_levels, il.steps[:1], 0, il.bits, il.multiplier, il.bias, il.bias_scale, il.zero_point)
     inputs = [x, _weight(ctx, name, conv_levels, phases)]
     if il.bias is not None:
         inputs.append(_bias(ctx, name, np.repeat(il.bias, stride * stride), il.bias_scale[:1]))  # type: ignore[index]

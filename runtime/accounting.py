@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ToolchainError
+from .levels import from_container
 from .session import META_SIDECAR, Model, _sidecar_path, load
 
 __all__ = ["Accounting", "TensorAccount", "account", "entropy_bits"]
@@ -135,7 +136,7 @@ def account(model: str | os.PathLike[str] | Model) -> Accounting:
     weights = model.weights()
     tensors = []
     for r in model.sidecar.records:
-        levels = weights[r.name] // np.int8(r.multiplier)
+        levels = from_container(weights[r.name], r.multiplier, r.zero_point)
         tensors.append(
             TensorAccount(
                 r.name,

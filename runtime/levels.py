@@ -1,6 +1,8 @@
 """Integer weight levels: the symmetric narrow-range bound and the checks every codec applies.
 
-A b-bit level q satisfies ``|q| ≤ L = 2^(b−1) − 1`` (b = 2: ternary {−1, 0, 1}); levels travel as int8.
+A b-bit level q satisfies ``|q| ≤ L = 2^(b−1) − 1`` (b = 2: ternary {−1, 0, 1}); levels travel as int8. In the
+graph a weight's initializer is its **container**: ``q·m`` as int8 (zero-point 0), or ``q·m + 128`` as uint8
+(zero-point 128), with ``m`` the container multiplier (:func:`to_container`, :func:`from_container`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import numpy as np
 
 from .errors import ToolchainError
 
-__all__ = ["CodecError", "Coded", "checked", "flat_levels", "level_limit"]
+__all__ = ["CodecError", "Coded", "checked", "flat_levels", "from_container", "level_limit", "to_container"]
 
 Coded = bytes | memoryview  # coded bytes as decoders receive them: a sidecar hands out views of its payload
 
@@ -44,3 +46,20 @@ def checked(levels: np.ndarray, count: int, bits: int, codec: str) -> np.ndarray
     if levels.size and (int(levels.min()) < -lim or int(levels.max()) > lim):
         raise CodecError(f"{codec} codec: levels outside ±{lim} for {bits} bits")
     return levels
+
+
+def to_container(levels: np.ndarray, multiplier: int, zero_point: int) -> np.ndarray:
+    """The graph initializer holding ``levels``: ``q·m`` as int8 (``zero_point`` 0) or ``q·m + 128`` as uint8
+    (``zero_point`` 128). ``|q·m| ≤ 127`` is the caller's to guarantee."""
+    stored = (levels.astype(np.int16) * multiplier).astype(np.int8)
+    if zero_point == 0:
+        return stored
+    if zero_point != 128:
+        raise ValueError(f"a weight container has zero-point 0 (int8) or 128 (uint8), not {zero_point}")
+    return stored.view(np.uint8) ^ np.uint8(0x80)  # two's complement: flipping the top bit adds 128
+
+
+def from_container(values: np.ndarray, multiplier: int, zero_point: int) -> np.ndarray:
+    """The int8 levels ``q`` held by a container (the inverse of :func:`to_container`)."""
+    stored = values if zero_point == 0 else (values.view(np.uint8) ^ np.uint8(0x80)).view(np.int8)
+    return stored // np.int8(multiplier)

@@ -26,7 +26,7 @@ def expected_scale(record: TensorRecord) -> np.ndarray:
 
 def check_weight_scales(graph: Any, records: dict[str, TensorRecord]) -> None:
     """Every node that reads a hollow weight (subgraphs included) must be a ``DequantizeLinear`` taking it as its
-    first input, with the sidecar's scale (bit for bit), its axis and a zero-point of 0.
+    first input, with the sidecar's scale (bit for bit), its axis and its container's zero-point (0 or 128).
 
     Raises:
         SidecarError: naming the weight and what differs.
@@ -78,8 +78,11 @@ def _check_node(node: Any, record: TensorRecord, constants: dict[str, Any], nump
             f"{where}: the graph's scale differs from the sidecar's steps / multiplier (by up to {worst:.3g} "
             "relative); graph and sidecar describe different weights"
         )
-    if zero_point is not None and np.any(zero_point != 0):
-        raise SidecarError(f"{where}: the graph's zero-point is not 0")
+    absent_zero = zero_point is None and record.zero_point == 0  # DequantizeLinear's default zero-point is 0
+    if not absent_zero and (
+        zero_point is None or zero_point.dtype != np.dtype(record.dtype) or np.any(zero_point != record.zero_point)
+    ):
+        raise SidecarError(f"{where}: the graph's zero-point is not the sidecar's {record.dtype} {record.zero_point}")
     if record.axis is not None:
         axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 1)
         if axis % len(record.shape) != record.axis:

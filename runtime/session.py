@@ -97,8 +97,8 @@ class Model:
         return dict(self._session.get_modelmeta().custom_metadata_map)
 
     def weights(self) -> dict[str, np.ndarray]:
-        """The weight initializers decoded from the sidecar, by name (int8 containers ``q · multiplier``, read-only
-        views); empty for a standalone model."""
+        """The weight initializers decoded from the sidecar, by name (containers: ``q · multiplier`` as int8, or
+        ``q · multiplier + 128`` as uint8; read-only views); empty for a standalone model."""
         out = {}
         for name, (array, _) in self._initializers.items():
             view = array.view()
@@ -356,9 +356,10 @@ def _attach_sidecar(
         raise SidecarError(f"sidecar and graph disagree: graph-only {missing[:5]}, sidecar-only {extra[:5]}")
     for name, init in hollow.items():
         record = records[name]
-        if init.data_type != onnx.TensorProto.INT8 or tuple(init.dims) != record.shape:
+        expected = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(record.dtype))
+        if init.data_type != expected or tuple(init.dims) != record.shape:
             raise SidecarError(
-                f"tensor {name!r}: sidecar declares int8 {list(record.shape)}, graph expects "
+                f"tensor {name!r}: sidecar declares {record.dtype} {list(record.shape)}, graph expects "
                 f"{_type_name(init.data_type)} {list(init.dims)}"
             )
     check_weight_scales(graph, records)

@@ -13,14 +13,17 @@ specification in prose. Layout (all integers little-endian)::
     20      H     header: UTF-8 JSON object {"config": {...}, "tensors": [record, ...]}
     20+H    P     payload: the coded tensors back to back, in record order
 
-A record describes one int8 weight initializer of the graph::
+A record describes one weight initializer of the graph::
 
-    {"name", "dtype": "int8", "shape": [...], "bits": 2..8, "multiplier": 1..63, "axis": int | null,
-     "steps": "<base64 float32>", "zero_point": 0, "sparsity": "none", "codec": <a name in runtime.codecs.CODECS>,
-     "offset", "length", "decoded_bytes", "chunk_levels", "chunks": [[length, crc32], ...]}
+    {"name", "dtype": "int8" | "uint8", "shape": [...], "bits": 2..8, "multiplier": 1..63, "axis": int | null,
+     "steps": "<base64 float32>", "zero_point": 0 | 128, "sparsity": "none",
+     "codec": <a name in runtime.codecs.CODECS>, "offset", "length", "decoded_bytes", "chunk_levels",
+     "chunks": [[length, crc32], ...]}
 
-The coded values are the integer levels ``q`` (``|q| ≤ 2^(bits−1) − 1``); the graph's initializer holds
-``q · multiplier`` with scale ``steps / multiplier`` (a finer int32 bias grid for sub-8-bit weights).
+The coded values are the integer levels ``q`` (``|q| ≤ 2^(bits−1) − 1``); the graph's initializer (its container,
+:func:`runtime.levels.to_container`) holds ``q · multiplier`` as int8 with zero-point 0, or ``q · multiplier + 128``
+as uint8 with zero-point 128 (8-bit weights, which onnxruntime's AVX2 u8×s8 kernels would saturate), with scale
+``steps / multiplier`` (a finer int32 bias grid for sub-8-bit weights).
 
 ``offset``/``length`` locate the coded bytes inside the payload and ``decoded_bytes`` is the size of the decoded
 levels (``prod(shape)``). The levels (flattened, C order) are coded in independent chunks of ``chunk_levels``
@@ -51,6 +54,7 @@ import numpy as np
 
 from .codecs import CODECS, SIZE_TOLERANCE, CodecError, choose_codec
 from .errors import ToolchainError
+from .levels import to_container
 
 __all__ = [
     "CHUNK_LEVELS",
@@ -70,6 +74,7 @@ __all__ = [
 MAGIC = b"QDQSIDE\0"
 FORMAT_VERSION = 2  # the version written
 READ_VERSIONS = (1, 2)  # the versions read
+CONTAINER_DTYPES = {0: "int8", 128: "uint8"}  # a weight container's type, by its zero-point
 CHUNK_LEVELS = 1 << 18  # levels per independently coded chunk (a few hundred bytes of tables per MB of levels)
 _PREAMBLE = struct.Struct("<8sHHII")  # magic, version, reserved, header length, header CRC-32
 MAX_HEADER_BYTES = 64 << 20
@@ -93,6 +98,7 @@ class SidecarTensor:
     steps: np.ndarray  # float32, one per slice along ``axis`` (or one for the tensor)
     axis: int | None
     multiplier: int = 1
+    zero_point: int = 0  # of the container: 0 (int8) or 128 (uint8)
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,9 +167,9 @@ class SidecarIndex:
         raise SidecarError(f"sidecar has no tensor {name!r}")
 
     def decode(self, record: TensorRecord) -> np.ndarray:
-        """The graph initializer (levels × multiplier, int8, in its shape); each chunk's CRC is checked before it is
-        decoded."""
-        out = np.empty(record.count, np.int8)
+        """The graph initializer (the container of the levels, in its shape); each chunk's CRC is checked before
+        it is decoded."""
+        out = np.empty(record.count, record.dtype)
         for chunk in range(len(record.chunks)):
             self._decode_chunk(record, chunk, out)
         return out.reshape(record.shape)
@@ -171,7 +177,7 @@ class SidecarIndex:
     def decode_all(self, workers: int | None = None) -> list[np.ndarray]:
         """Every record's initializer (as :meth:`decode`), the chunks shared out among ``workers`` threads (default:
         the CPU count) by level count, largest first; zlib, CRC-32 and numpy release the GIL while they work."""
-        outs = [np.empty(r.count, np.int8) for r in self.records]
+        outs = [np.empty(r.count, r.dtype) for r in self.records]
         tasks = sorted(
             (
                 (min(r.chunk_levels, max(r.count, 1)), i, c)
@@ -203,7 +209,7 @@ class SidecarIndex:
         return [out.reshape(r.shape) for out, r in zip(outs, self.records)]
 
     def _decode_chunk(self, record: TensorRecord, chunk: int, out: np.ndarray) -> None:
-        """Decode chunk ``chunk`` of ``record`` into its slice of the flat ``out``, times the multiplier."""
+        """Decode chunk ``chunk`` of ``record`` into its slice of the flat ``out``: its container."""
         first, count, start, length = record.chunk_spans()[chunk]
         body = self.payload[start : start + length]  # codecs and zlib read memoryviews without a copy
         if zlib.crc32(body) != record.chunks[chunk][1]:
@@ -214,7 +220,7 @@ class SidecarIndex:
         except CodecError as e:
             raise SidecarError(f"tensor {record.name!r}: {e}") from None
         # |q·m| ≤ 127 was checked at parse time
-        np.multiply(flat, np.int8(record.multiplier), out=out[first : first + count])
+        out[first : first + count] = to_container(flat, record.multiplier, record.zero_point)
 
 
 def encode_sidecar(
@@ -239,13 +245,13 @@ def encode_sidecar(
         records.append(
             TensorRecord(
                 t.name,
-                "int8",
+                CONTAINER_DTYPES[t.zero_point],
                 tuple(int(d) for d in t.levels.shape),
                 int(t.bits),
                 int(t.multiplier),
                 t.axis,
                 np.asarray(t.steps, dtype=np.float32).reshape(-1),
-                0,
+                t.zero_point,
                 "none",
                 codec,
                 offset,
@@ -359,8 +365,11 @@ def _record(raw: Any, index: int, version: int) -> TensorRecord:
     count = math.prod(shape)
     if count > MAX_TENSOR_ELEMENTS:
         raise SidecarError(f"{where}: {count} elements exceed the limit of {MAX_TENSOR_ELEMENTS}")
-    if raw["dtype"] != "int8" or raw["decoded_bytes"] != count:
-        raise SidecarError(f"{where}: dtype {raw['dtype']} / decoded size {raw['decoded_bytes']} != int8 × {count}")
+    if CONTAINER_DTYPES.get(raw["zero_point"]) != raw["dtype"] or raw["decoded_bytes"] != count:
+        raise SidecarError(
+            f"{where}: dtype {raw['dtype']} with zero-point {raw['zero_point']} and decoded size "
+            f"{raw['decoded_bytes']} (expected int8 with 0 or uint8 with 128, and {count})"
+        )
     if not 2 <= raw["bits"] <= 8:
         raise SidecarError(f"{where}: bit-width {raw['bits']} outside 2..8")
     if not raw["multiplier"] >= 1 or raw["multiplier"] * (2 ** (raw["bits"] - 1) - 1) > 127:
@@ -369,8 +378,6 @@ def _record(raw: Any, index: int, version: int) -> TensorRecord:
         raise SidecarError(f"{where}: unknown codec {raw['codec']!r} (known: {', '.join(CODECS)})")
     if raw["sparsity"] not in SPARSITY_ENCODINGS:
         raise SidecarError(f"{where}: unknown sparsity encoding {raw['sparsity']!r}")
-    if raw["zero_point"] != 0:
-        raise SidecarError(f"{where}: weight zero-point must be 0 (symmetric), got {raw['zero_point']}")
     axis, steps = raw["axis"], raw["steps"]
     if axis is not None and not 0 <= axis < len(shape):
         raise SidecarError(f"{where}: axis {axis} out of range for shape {shape}")
@@ -387,13 +394,13 @@ def _record(raw: Any, index: int, version: int) -> TensorRecord:
     chunk_levels, chunks = _chunks(raw, count, version, where)
     return TensorRecord(
         raw["name"],
-        "int8",
+        raw["dtype"],
         tuple(shape),
         raw["bits"],
         raw["multiplier"],
         axis,
         values,
-        0,
+        raw["zero_point"],
         raw["sparsity"],
         raw["codec"],
         raw["offset"],

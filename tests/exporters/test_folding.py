@@ -9,8 +9,9 @@ import torch.nn.functional as F
 
 from exporters import build_graph
 from exporters.deconv import subpixel_supported, subpixel_weights
-from exporters.folding import container_multiplier
-from tests.exporters.helpers import prepared, sample
+from exporters.folding import container_multiplier, container_zero_point
+from tests.exporters.helpers import exported_and_agreeing, prepared, sample
+from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
 
 @pytest.mark.parametrize("bits", range(2, 9))
@@ -20,13 +21,38 @@ def test_container_multiplier_keeps_levels_within_63(bits: int) -> None:
     assert (m + 1) * top > 63  # and it is the largest such multiplier
 
 
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_containers_past_63_are_uint8(bits: int) -> None:
+    top = container_multiplier(bits) * (2 ** (bits - 1) - 1)
+    assert container_zero_point(bits) == (128 if top > 63 else 0)
+
+
+def test_8_bit_weights_at_full_range_run_exactly_in_onnxruntime_integer_kernels() -> None:
+    """The worst case for onnxruntime's u8×s8 kernels on AVX2 CPUs without VNNI: every level at +127 and inputs near
+    255, so each pair of products sums past int16. Stored as int8, this model's outputs were up to 40 steps off on
+    this project's AVX2 machine (exporters.folding.container_zero_point); stored as uint8 they are exact."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 3, padding=1), torch.nn.ReLU()
+    )
+    with torch.no_grad():
+        for conv in (model[0], model[2]):
+            conv.weight.fill_(0.05)
+            conv.bias.zero_()
+    gm = prepare_qat(model, QuantConfig(wbits=8, abits=8))
+    calibrate(gm, [torch.rand(8, 8, 8, 8) + 0.5 for _ in range(2)])
+    built = exported_and_agreeing(gm.eval(), (16, 8, 8, 8))
+    assert {w.zero_point for w in built.weights} == {128}
+    assert all(np.abs(w.levels).max() == 127 for w in built.weights)
+
+
 def test_integer_layers_keep_the_frozen_weights_and_round_the_bias_by_at_most_half_a_step() -> None:
     gm = prepared("resnet20_tiny", wbits=3)
     built = build_graph(gm, sample("resnet20_tiny", 2))
     for name, il in built.layers.items():
         fw = built.frozen.weights[name]
         np.testing.assert_allclose(il.float_weight(), fw.dequantized(), rtol=1e-6, atol=1e-9)
-        assert np.all(np.abs(il.container.astype(int)) <= max(63, 2 ** (fw.bits - 1) - 1))
+        assert np.all(np.abs(il.container.astype(int) - il.zero_point) <= max(63, 2 ** (fw.bits - 1) - 1))
         if fw.bias is not None:
             err = np.abs(il.float_bias().astype(np.float64) - fw.bias)
             assert np.all(err <= 0.5 * il.bias_scale * (1 + 1e-5))

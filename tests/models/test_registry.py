@@ -118,7 +118,8 @@ def test_parameter_free_ops_are_modules() -> None:
 
 def test_mobilenet_v3_batch_norm_momentum_fits_how_each_variant_is_trained() -> None:
     """torchvision's 0.01 for the ImageNet-size models (fine-tuned from pretrained statistics); 0.1 for the 28×28
-    variants trained from scratch, where 0.01 left stale statistics: 10 % top-1 in eval mode (models/mobilenet_v3.py)."""
+    variants trained from scratch, where 0.01 left stale statistics: 10 % top-1 in eval mode
+    (models/mobilenet_v3.py)."""
 
     def momenta(name: str) -> set[float]:
         return {m.momentum for m in create_model(name).modules() if isinstance(m, torch.nn.BatchNorm2d)}

@@ -276,6 +276,19 @@ def test_a_resealed_graph_whose_weight_scale_differs_from_the_sidecar_is_refused
         runtime.load(copy / GRAPH)
 
 
+def test_a_resealed_graph_whose_weight_zero_point_differs_from_the_sidecar_is_refused(copy: Path) -> None:
+    """A shifted zero-point moves every weight by a step, as a changed scale scales them."""
+    graph = _graph(copy)
+    hollow = {i.name for i in graph.graph.initializer if i.data_location == TensorProto.EXTERNAL}
+    node = next(n for n in graph.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in hollow)
+    zero_point = next(i for i in graph.graph.initializer if i.name == node.input[2])
+    value = onnx.numpy_helper.to_array(zero_point)
+    zero_point.CopyFrom(onnx.numpy_helper.from_array(value + np.ones_like(value), zero_point.name))
+    _save_graph(copy, graph)
+    with pytest.raises(SidecarError, match="zero-point is not the sidecar's"):
+        runtime.load(copy / GRAPH)
+
+
 def test_a_resigned_sidecar_whose_steps_differ_from_the_graph_is_refused(copy: Path) -> None:
     def halve_steps(header: dict) -> None:
         import base64
@@ -299,10 +312,13 @@ def test_a_hollow_weight_read_by_another_node_is_refused(copy: Path) -> None:
 
 
 def test_exported_pairs_pass_the_scale_check_at_2_and_8_bits(tmp_path: Path) -> None:
-    """Per-channel and per-tensor weights, 2 and 8 bits (multipliers 63 and 1): the check accepts what is exported."""
+    """Per-channel and per-tensor weights, 2 and 8 bits (multipliers 63 and 1, int8 and uint8 containers): the check
+    accepts what is exported."""
     for wbits in (2, 8):
         result = export_model(
             prepared("resnet20_tiny", wbits=wbits), sample("resnet20_tiny", 2), tmp_path / f"w{wbits}"
         )
         assert result.graph is not None
-        runtime.load(result.graph)
+        model = runtime.load(result.graph)
+        dtypes = {a.dtype for a in model.weights().values()}  # first and last layers are 8-bit at either width
+        assert dtypes == ({np.dtype(np.int8), np.dtype(np.uint8)} if wbits == 2 else {np.dtype(np.uint8)})

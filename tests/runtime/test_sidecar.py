@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 
+from runtime.levels import from_container
 from runtime.sidecar import MAGIC, SidecarError, SidecarTensor, encode_sidecar, parse_sidecar
 from tests.runtime.helpers import edit_header
 
@@ -17,6 +18,7 @@ def _tensors() -> list[SidecarTensor]:
     return [
         SidecarTensor("conv.weight", rng.integers(-1, 2, (8, 4, 3, 3)).astype(np.int8), 2, np.full(8, 0.1), 0, 63),
         SidecarTensor("fc.weight", rng.integers(-127, 128, (10, 8)).astype(np.int8), 8, np.array([0.02]), None),
+        SidecarTensor("head.weight", rng.integers(-127, 128, (4, 8)).astype(np.int8), 8, np.full(4, 0.1), 0, 1, 128),
     ]
 
 
@@ -24,9 +26,20 @@ def test_sidecar_round_trip_and_determinism() -> None:
     data = encode_sidecar(_tensors(), {"wbits": 2})
     assert data == encode_sidecar(_tensors(), {"wbits": 2})
     index = parse_sidecar(data)
-    assert index.config == {"wbits": 2} and [r.name for r in index.records] == ["conv.weight", "fc.weight"]
-    for t, r in zip(_tensors(), index.records):
-        np.testing.assert_array_equal(index.decode(r), t.levels * np.int8(t.multiplier))
+    assert index.config == {"wbits": 2} and [r.name for r in index.records] == [
+        "conv.weight",
+        "fc.weight",
+        "head.weight",
+    ]
+    for t, r, decoded in zip(_tensors(), index.records, index.decode_all(2)):
+        np.testing.assert_array_equal(index.decode(r), decoded)
+        if t.zero_point:  # a uint8 container: q + 128
+            assert decoded.dtype == np.uint8 and r.dtype == "uint8" and r.zero_point == 128
+            np.testing.assert_array_equal(decoded.astype(int), t.levels.astype(int) + 128)
+        else:
+            assert decoded.dtype == np.int8 and r.dtype == "int8" and r.zero_point == 0
+            np.testing.assert_array_equal(decoded, t.levels * np.int8(t.multiplier))
+        np.testing.assert_array_equal(from_container(decoded, r.multiplier, r.zero_point), t.levels)
         assert r.bits == t.bits and r.axis == t.axis and len(r.steps) == t.steps.size
 
 
@@ -51,6 +64,9 @@ BAD = {
     "unknown sparsity": lambda d: edit_header(d, _set(0, "sparsity", "csr")),
     "bits out of range": lambda d: edit_header(d, _set(0, "bits", 9)),
     "multiplier overflow": lambda d: edit_header(d, _set(1, "multiplier", 2)),
+    "uint8 container with zero-point 0": lambda d: edit_header(d, _set(0, "dtype", "uint8")),
+    "int8 container with zero-point 128": lambda d: edit_header(d, _set(2, "dtype", "int8")),
+    "weight zero-point neither 0 nor 128": lambda d: edit_header(d, _set(2, "zero_point", 127)),
     "declared size mismatch": lambda d: edit_header(d, _set(0, "decoded_bytes", 1)),
     "huge shape": lambda d: edit_header(d, _set(0, "shape", [2**30, 2**30])),
     "negative dimension": lambda d: edit_header(d, _set(0, "shape", [-8, 4, 3, 3])),

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import runtime
-from exporters.folding import container_multiplier
+from exporters.folding import container_multiplier, container_zero_point
 from runtime.accounting import account, entropy_bits
+from runtime.levels import from_container
 from tests.conftest import help_text, sidecar_in
 
 ARGS = [
@@ -68,7 +69,7 @@ def test_accounting_adds_up(compressed) -> None:
     assert acc.coded_bytes < acc.weight_params // 2  # 4-bit, 60 % zeros: well under 4 bits per weight
     model = runtime.load(out / "export" / "model.compressed.onnx")
     for t in acc.tensors:
-        levels = model.weights()[t.name] // container_multiplier(t.bits)
+        levels = from_container(model.weights()[t.name], container_multiplier(t.bits), container_zero_point(t.bits))
         assert t.entropy == pytest.approx(entropy_bits(levels))
         assert t.params == levels.size and t.coded_bytes > 0
 
