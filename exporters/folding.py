@@ -5,8 +5,9 @@ facts that change numbers, so they live here, shared by the graph builder and th
 (:mod:`exporters.reference`):
 
 * the **container multiplier** ``m``: sub-8-bit levels are stored as ``m·q`` with scale ``δ/m`` (same weights);
-* the **container zero-point**: 8-bit levels are stored as uint8 ``q + 128`` (zero-point 128), the rest as int8
-  (:func:`container_zero_point`: the same weights, but no overflow in onnxruntime's AVX2 kernels);
+* the **container zero-point**: 8-bit levels of convolutions and linear layers are stored as uint8 ``q + 128``
+  (zero-point 128), the rest as int8 (:func:`container_zero_point`: the same weights, but no overflow in
+  onnxruntime's AVX2 kernels);
 * the **int32 bias** ``round(b / (s_in · δ/m))`` at scale ``s_in · δ/m``, as onnxruntime's integer kernels add it
   to their accumulators. Its rounding is the one place where the exported model is not the quant-aware model:
   at most half a bias step per channel, which ``m`` makes small.
@@ -37,18 +38,20 @@ def container_multiplier(bits: int) -> int:
     return max(1, 63 // max_level(bits))
 
 
-def container_zero_point(bits: int) -> int:
-    """0 (an int8 container) when ``|m·q| ≤ 63``; 128 (a uint8 container, ``q + 128``) for 8-bit levels.
+def container_zero_point(bits: int, depthwise: bool = False) -> int:
+    """128 (a uint8 container, ``q + 128``) for 8-bit levels outside depthwise convolutions; 0 (an int8 container)
+    for depthwise ones and whenever ``|m·q| ≤ 63``.
 
     onnxruntime's u8×s8 convolution and Gemm kernels on x86 CPUs without VNNI (AVX2 only) add pairs of u8·s8
     products in int16 (``vpmaddubsw``), which saturates once ``|x₁w₁ + x₂w₂| > 32767``: 8-bit levels reach ±127
     against activations up to 255. Measured on this project's AVX2 machine: a trained Fashion-MNIST MobileNetV3's
     first convolution put 23 % of its outputs 3–40 steps off, and the network lost 3 points of top-1. With uint8
     weights onnxruntime takes its u8×u8 kernels, which widen to 16 bits before multiplying: exact, and still
-    ``QLinearConv``/``QGemm``. Depthwise convolutions have their own kernel and do not saturate, but one rule for
-    all layers is simpler to check.
+    ``QLinearConv``/``QGemm``. Depthwise convolutions (one input and one output channel per group) run on their
+    own kernel, which widens first and does not saturate, and its u8×u8 variant is slower (that MobileNetV3 at
+    W8A8: 1.87 ms with uint8 depthwise weights, 1.64 ms with int8 ones), so they keep int8.
     """
-    return 128 if max_level(bits) * container_multiplier(bits) > 63 else 0
+    return 128 if max_level(bits) * container_multiplier(bits) > 63 and not depthwise else 0
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,9 @@ class IntegerLayer:
         return (self.bias.astype(np.float32) * self.bias_scale).astype(np.float32)
 
 
-def integer_layer(name: str, fw: FrozenWeight, axis: int, input_step: np.float32) -> IntegerLayer:
+def integer_layer(
+    name: str, fw: FrozenWeight, axis: int, input_step: np.float32, depthwise: bool = False
+) -> IntegerLayer:
     """The exported form of a frozen layer whose input lies on a grid of step ``input_step``."""
     levels, steps = fw.levels.copy(), fw.step.astype(np.float32).copy()
     dead = ~(steps > 0) | ~np.isfinite(steps)  # e.g. a channel whose batch-norm scale γ is 0: weights are all 0
@@ -100,4 +105,4 @@ def integer_layer(name: str, fw: FrozenWeight, axis: int, input_step: np.float32
         if np.abs(q).max(initial=0) >= 2**31 - 1:
             raise ToolchainError(f"layer {name}: bias does not fit int32 at scale s_in·s_w")
         bias = q.astype(np.int32)
-    return IntegerLayer(levels, steps, axis, fw.bits, m, bias, bias_scale, container_zero_point(fw.bits))
+    return IntegerLayer(levels, steps, axis, fw.bits, m, bias, bias_scale, container_zero_point(fw.bits, depthwise))

@@ -127,7 +127,8 @@ def _weighted(ctx: ExportContext, node: fx.Node, inputs: list[Any], layer: Any) 
     """Conv/Gemm with DequantizeLinear'd int8 levels and int32 bias (batch norm already folded by ``freeze``)."""
     name = str(node.target)
     grid_in = ctx.grid_of(_args(node)[0], f"layer {name}")
-    il = integer_layer(name, ctx.frozen.weights[name], _WEIGHT_AXIS[type(layer)], grid_in.step)
+    depthwise = isinstance(layer, QuantConv2d) and 1 < layer.groups == layer.in_channels == layer.out_channels
+    il = integer_layer(name, ctx.frozen.weights[name], _WEIGHT_AXIS[type(layer)], grid_in.step, depthwise)
     ctx.layers[name] = il
     if isinstance(layer, QuantConvTranspose2d) and _subpixel_ok(layer):
         return _deconv_as_conv(ctx, node, inputs[0], layer, il)

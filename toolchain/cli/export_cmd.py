@@ -9,7 +9,7 @@ Files (in --out, default: the checkpoint's folder/export):
   model.onnx             standalone QDQ graph, weights embedded (plain onnxruntime, TensorRT)
   model.compressed.onnx  the same graph without weight data, naming its sidecar and the sidecar's SHA-256
   model.compressed.<digest>.qsc
-                         the int8 weight levels, entropy-coded (format: docs/sidecar.md); the name carries a
+                         the integer weight levels, entropy-coded (format: docs/sidecar.md); the name carries a
                          digest of the content, so replacing the graph is the one step that switches the pair
 
 Examples:
