@@ -38,9 +38,9 @@ def container_multiplier(bits: int) -> int:
     return max(1, 63 // max_level(bits))
 
 
-def container_zero_point(bits: int, depthwise: bool = False) -> int:
-    """128 (a uint8 container, ``q + 128``) for 8-bit levels outside depthwise convolutions; 0 (an int8 container)
-    for depthwise ones and whenever ``|m·q| ≤ 63``.
+def container_zero_point(bits: int, int8: bool = False) -> int:
+    """128 (a uint8 container, ``q + 128``) for 8-bit levels; 0 (an int8 container) whenever ``|m·q| ≤ 63``, and
+    where ``int8`` asks for it (depthwise convolutions; every layer with ``--int8-weights``).
 
     onnxruntime's u8×s8 convolution and Gemm kernels on x86 CPUs without VNNI (AVX2 only) add pairs of u8·s8
     products in int16 (``vpmaddubsw``), which saturates once ``|x₁w₁ + x₂w₂| > 32767``: 8-bit levels reach ±127
@@ -49,9 +49,11 @@ def container_zero_point(bits: int, depthwise: bool = False) -> int:
     weights onnxruntime takes its u8×u8 kernels, which widen to 16 bits before multiplying: exact, and still
     ``QLinearConv``/``QGemm``. Depthwise convolutions (one input and one output channel per group) run on their
     own kernel, which widens first and does not saturate, and its u8×u8 variant is slower (that MobileNetV3 at
-    W8A8: 1.87 ms with uint8 depthwise weights, 1.64 ms with int8 ones), so they keep int8.
+    W8A8: 1.87 ms with uint8 depthwise weights, 1.64 ms with int8 ones), so they keep int8. The u8×u8 kernels are
+    slower elsewhere too (ImageNet MobileNetV2 at W8A8: 8.8 against 6.9 ms at batch 1), which is why
+    ``--int8-weights`` offers int8 for deployments on VNNI CPUs or GPUs, where u8×s8 is exact.
     """
-    return 128 if max_level(bits) * container_multiplier(bits) > 63 and not depthwise else 0
+    return 128 if max_level(bits) * container_multiplier(bits) > 63 and not int8 else 0
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,9 @@ class IntegerLayer:
         return (self.bias.astype(np.float32) * self.bias_scale).astype(np.float32)
 
 
-def integer_layer(
-    name: str, fw: FrozenWeight, axis: int, input_step: np.float32, depthwise: bool = False
-) -> IntegerLayer:
-    """The exported form of a frozen layer whose input lies on a grid of step ``input_step``."""
+def integer_layer(name: str, fw: FrozenWeight, axis: int, input_step: np.float32, int8: bool = False) -> IntegerLayer:
+    """The exported form of a frozen layer whose input lies on a grid of step ``input_step`` (``int8``: keep an int8
+    container at 8 bits, see :func:`container_zero_point`)."""
     levels, steps = fw.levels.copy(), fw.step.astype(np.float32).copy()
     dead = ~(steps > 0) | ~np.isfinite(steps)  # e.g. a channel whose batch-norm scale γ is 0: weights are all 0
     np.moveaxis(levels, axis, 0)[dead] = 0
@@ -105,4 +106,4 @@ def integer_layer(
         if np.abs(q).max(initial=0) >= 2**31 - 1:
             raise ToolchainError(f"layer {name}: bias does not fit int32 at scale s_in·s_w")
         bias = q.astype(np.int32)
-    return IntegerLayer(levels, steps, axis, fw.bits, m, bias, bias_scale, container_zero_point(fw.bits, depthwise))
+    return IntegerLayer(levels, steps, axis, fw.bits, m, bias, bias_scale, container_zero_point(fw.bits, int8))

@@ -128,7 +128,8 @@ def _weighted(ctx: ExportContext, node: fx.Node, inputs: list[Any], layer: Any) 
     name = str(node.target)
     grid_in = ctx.grid_of(_args(node)[0], f"layer {name}")
     depthwise = isinstance(layer, QuantConv2d) and 1 < layer.groups == layer.in_channels == layer.out_channels
-    il = integer_layer(name, ctx.frozen.weights[name], _WEIGHT_AXIS[type(layer)], grid_in.step, depthwise)
+    int8 = depthwise or ctx.int8_weights
+    il = integer_layer(name, ctx.frozen.weights[name], _WEIGHT_AXIS[type(layer)], grid_in.step, int8)
     ctx.layers[name] = il
     if isinstance(layer, QuantConvTranspose2d) and _subpixel_ok(layer):
         return _deconv_as_conv(ctx, node, inputs[0], layer, il)

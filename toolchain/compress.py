@@ -28,6 +28,7 @@ import torch
 from runtime import ToolchainError, atomic_write_text
 
 from .config import Config, TrainConfig, opt
+from .exporting import INT8_WEIGHTS_HELP
 from .pruning.recipe import PruneConfig, PruneRecipe
 from .quant.qat import QATConfig, QATRecipe
 from .training.distributed import init_distributed, shutdown_distributed
@@ -51,6 +52,7 @@ class CompressConfig(PruneConfig, QATConfig):
     epochs: int = opt(3, "quant-aware training epochs")
     lr: float = opt(0.01, "quant-aware training peak learning rate")
     codecs: str = opt("", "comma-separated weight codecs the sidecar may use (default: all)")
+    int8_weights: bool = opt(False, INT8_WEIGHTS_HELP)
     out_dir: str = opt("runs/compress", "output folder: float/, prune/, qat/, export/, summary.json")
     log_every: int = opt(10, "write a step record every N steps")
 
@@ -204,7 +206,9 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
     def export() -> dict[str, Any]:
         codecs = tuple(c.strip() for c in config.codecs.split(",") if c.strip()) or None
         # the checkpoints are this run's own, built from the factory the user named
-        summary = export_checkpoint(qat_ckpt, out / "export", codecs=codecs, trusted_model=config.model)
+        summary = export_checkpoint(
+            qat_ckpt, out / "export", codecs=codecs, trusted_model=config.model, int8_weights=config.int8_weights
+        )
         report = verify(
             exported,
             qat=qat_ckpt,
@@ -239,7 +243,7 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
             lambda: train(prune_cfg, resume=True, progress=progress, recipe=PruneRecipe(prune_cfg)),
         ),
         "qat": (qat_cfg, lambda: train(qat_cfg, resume=True, progress=progress, recipe=QATRecipe(qat_cfg))),
-        "export": ({"qat": qat_cfg, "codecs": config.codecs}, main_only(export)),
+        "export": ({"qat": qat_cfg, "codecs": config.codecs, "int8_weights": config.int8_weights}, main_only(export)),
     }
     results: dict[str, Any] = {}
     for i, (name, (phase_config, work)) in enumerate(phases.items(), start=1):

@@ -25,7 +25,7 @@ def test_container_multiplier_keeps_levels_within_63(bits: int) -> None:
 def test_containers_past_63_are_uint8(bits: int) -> None:
     top = container_multiplier(bits) * (2 ** (bits - 1) - 1)
     assert container_zero_point(bits) == (128 if top > 63 else 0)
-    assert container_zero_point(bits, depthwise=True) == 0  # onnxruntime's depthwise kernel widens first
+    assert container_zero_point(bits, int8=True) == 0  # depthwise layers, and --int8-weights
 
 
 def test_8_bit_weights_at_full_range_run_exactly_in_onnxruntime_integer_kernels() -> None:
@@ -48,6 +48,12 @@ def test_8_bit_weights_at_full_range_run_exactly_in_onnxruntime_integer_kernels(
     built = exported_and_agreeing(gm.eval(), (16, 8, 8, 8))
     assert [w.zero_point for w in built.weights] == [128, 0, 128]
     assert all(np.abs(w.levels).max() == 127 for w in built.weights)
+    # --int8-weights: every container int8, for deployments where u8×s8 is exact (VNNI CPUs, GPUs)
+    fast = build_graph(gm, torch.rand(2, 8, 8, 8), int8_weights=True)
+    assert [w.zero_point for w in fast.weights] == [0, 0, 0]
+    assert all(
+        np.array_equal(a.float_weight(), b.float_weight()) for a, b in zip(fast.layers.values(), built.layers.values())
+    )
 
 
 def test_integer_layers_keep_the_frozen_weights_and_round_the_bias_by_at_most_half_a_step() -> None:
