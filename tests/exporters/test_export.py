@@ -107,7 +107,11 @@ def test_graph_follows_the_qdq_conventions() -> None:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
     for w in weights:
-        assert inits[w.name].data_type == onnx.TensorProto.INT8
+        # int8 containers, except 8-bit weights outside depthwise layers: uint8 with zero-point 128 (folding)
+        assert inits[w.name].data_type == (onnx.TensorProto.UINT8 if w.zero_point else onnx.TensorProto.INT8)
+        layer = gm.get_submodule(w.name.removesuffix(".weight"))
+        depthwise = 1 < getattr(layer, "groups", 1) == layer.in_channels == layer.out_channels
+        assert w.zero_point == (128 if w.bits == 8 and not depthwise else 0)
         users = consumers[w.name]
         assert [u.op_type for u in users] == ["DequantizeLinear"]  # no Q or Clip on constant weights
         assert {a.name: a.i for a in users[0].attribute}.get("axis", 0) == 0
@@ -274,7 +278,8 @@ def test_sidecar_artefact_holds_the_standalone_weights(tmp_path: Path) -> None:
         entry = empty[record.name]
         assert not entry.raw_data and entry.data_location == onnx.TensorProto.EXTERNAL
         assert list(entry.dims) == list(record.shape)
-        assert entry.data_type == onnx.TensorProto.INT8
+        assert entry.data_type == onnx.helper.np_dtype_to_tensor_dtype(np.dtype(record.dtype))
+    assert {r.dtype for r in index.records} == {"int8", "uint8"}  # 4-bit inner layers, 8-bit first and last
     assert result.sidecar.stat().st_size < sum(full[r.name].size for r in index.records)  # coded < int8 levels
 
     onnx.checker.check_model(str(result.graph), full_check=True)
