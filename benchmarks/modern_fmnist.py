@@ -7,8 +7,8 @@ the learnable MSQE regularizer at its defaults), ``quantize_static`` W8A8 of the
 ``quantize_static``. Top-1 on the whole Fashion-MNIST test set (10,000 images) for every file.
 
 ``--reexport`` reuses the trained float and QAT checkpoints of an earlier run in ``--runs`` (and trains what is
-missing) and exports, measures and races again (after an exporter change); a reused phase counts with its recorded
-wall time.
+missing), exports again where the export predates the current exporter options (the uint8 8-bit weights), then
+measures and races; a reused phase counts with its recorded wall time.
 
   PYTHONPATH=. OMP_NUM_THREADS=2 .venv/bin/python benchmarks/modern_fmnist.py \
       --subset 6400 --out benchmarks/results/modern_fmnist.json
@@ -84,8 +84,21 @@ def _last_eval(folder: Path) -> dict[str, Any]:
     return next(r for r in map(json.loads, reversed(lines)) if r.get("phase") == "eval")
 
 
+def _stale_export(folder: Path) -> bool:
+    """An export made before ``--int8-weights`` existed, i.e. with int8 8-bit weights (exporters.folding)."""
+    done = folder / "export" / "result.json"
+    return done.exists() and "int8_weights" not in json.loads(done.read_text())["config"]
+
+
 def run_network(
-    name: str, runs: Path, subset: int, float_epochs: int | None, qat_epochs: int, races: int, reexport: bool = False
+    name: str,
+    runs: Path,
+    subset: int,
+    float_epochs: int | None,
+    qat_epochs: int,
+    races: int,
+    reexport: bool = False,
+    wbits: tuple[int, ...] = (8, 4),
 ) -> dict[str, Any]:
     import torch
 
@@ -103,11 +116,11 @@ def run_network(
                    "--out-dir", str(out / "float"))  # fmt: skip
     ckpt, trained = out / "float" / "last.pt", _last_eval(out / "float")
     rows: dict[str, Any] = {"float": {"top1": trained["top1"], "wall_s": trained["elapsed_s"]}}
-    for bits in (8, 4):
+    for bits in wbits:
         t, folder = time.time(), out / f"w{bits}a8"
         reused = reexport and (folder / "qat" / "result.json").exists()
-        if reexport:  # compress reuses every phase with a result.json: drop the export's, keep the training's
-            (folder / "export" / "result.json").unlink(missing_ok=True)
+        if reexport and _stale_export(folder):  # compress reuses every phase with a result.json: drop the export's
+            (folder / "export" / "result.json").unlink()
         r = _toolchain("compress", *common, *NO_PRUNING, *QAT[name], "--wbits", str(bits), "--epochs", str(qat_epochs),
                        "--float-checkpoint", str(ckpt), "--out-dir", str(folder))  # fmt: skip
         export, training_s = r["export"], r["prune"]["wall_s"] + r["qat"]["wall_s"]
@@ -125,8 +138,8 @@ def run_network(
     xs, ys = zip(*bundle.test.batches(500))
     x, y = torch.cat(xs).numpy(), torch.cat(ys).numpy()
     calib = torch.cat([b for b, _ in bundle.train.batches(64, train=False)][:1]).numpy()
-    files = {"fp32": out / "w8a8" / "export" / "float.onnx", "w8a8": out / "w8a8" / "export" / "model.onnx",
-             "w4a8": out / "w4a8" / "export" / "model.onnx"}  # fmt: skip
+    files = {"fp32": out / f"w{wbits[0]}a8" / "export" / "float.onnx",
+             **{f"w{b}a8": out / f"w{b}a8" / "export" / "model.onnx" for b in wbits}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         files["quantize_static"] = Path(tmp) / "static.onnx"
         _static(files["fp32"], files["quantize_static"], calib)
@@ -152,7 +165,7 @@ def report(paths: list[Path]) -> None:
     for net in [n for p in paths for n in json.loads(p.read_text())["networks"]]:
         rows = net["rows"]
         base, static = rows["float"]["latency_b1"]["median_ms"], rows["quantize_static"]["latency_b1"]["median_ms"]
-        for k in ("float", "w8a8", "w4a8", "quantize_static"):
+        for k in [k for k in ("float", "w8a8", "w4a8", "quantize_static") if k in rows]:
             r = rows[k]
             ms = r["latency_b1"]["median_ms"]
             kernels = ", ".join(f"{op} {n}" for op, n in sorted(r.get("integer_kernels", {}).items())) or "–"
@@ -174,13 +187,15 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "modern_fmnist")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--reexport", action="store_true", help="reuse the trained checkpoints in --runs; export again")
+    parser.add_argument("--wbits", default="8,4", help="comma-separated weight bit-widths of the QAT rows (8,4)")
     parser.add_argument("--report", type=Path, nargs="+", help="print the BENCHMARKS.md table from these results files")
     args = parser.parse_args()
     if args.report:
         report(args.report)
         return 0
     start = time.time()
-    nets = [run_network(m, args.runs, args.subset, args.float_epochs, args.qat_epochs, args.races, args.reexport)
+    wbits = tuple(int(b) for b in args.wbits.split(","))
+    nets = [run_network(m, args.runs, args.subset, args.float_epochs, args.qat_epochs, args.races, args.reexport, wbits)
             for m in args.models.split(",")]  # fmt: skip
     results = {"command": " ".join(sys.argv), "networks": nets, "wall_s": time.time() - start}
     if args.out:
