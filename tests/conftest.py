@@ -18,7 +18,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def warm(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
     """Give batch norm realistic running statistics (a random-init model in eval mode collapses to ~0)."""
     model.train()

@@ -36,7 +36,9 @@ from toolchain.quant import QuantConfig, calibrate, prepare_qat
 # against relu6(x + 3)/6), and its integer kernels round sums their own way: seeds of that size. So for these the bar
 # is the float noise: the export must agree with its PyTorch model at least as well as that model agrees with itself
 # under 1e-6 jitter. MobileNetV2 at 28×28 stays within ±1 step under the same jitter and keeps the 99.9 % bar.
-FLOAT_SENSITIVE = {"mobilenet_v3_tiny", "mobilenet_v3_small_small", "mobilenet_v3_large_small"}
+# efficientnet_b0_small sits on the edge: the same jitter puts 1 of its 640 outputs 2 steps off (none at 1e-7), and
+# onnxruntime that same one, with int8 or uint8 weights alike (measured on this project's AVX2 machine).
+FLOAT_SENSITIVE = {"mobilenet_v3_tiny", "mobilenet_v3_small_small", "mobilenet_v3_large_small", "efficientnet_b0_small"}
 
 
 def _lane(name: str) -> object:
