@@ -50,7 +50,7 @@ def container_zero_point(bits: int, int8: bool = False) -> int:
     ``QLinearConv``/``QGemm``. Depthwise convolutions (one input and one output channel per group) run on their
     own kernel, which widens first and does not saturate, and its u8×u8 variant is slower (that MobileNetV3 at
     W8A8: 1.87 ms with uint8 depthwise weights, 1.64 ms with int8 ones), so they keep int8. The u8×u8 kernels are
-    slower elsewhere too (ImageNet MobileNetV2 at W8A8: 8.8 against 6.9 ms at batch 1), which is why
+    slower elsewhere too (ImageNet MobileNetV2 at W8A8: 6.3 against 5.1 ms at batch 1), which is why
     ``--int8-weights`` offers int8 for deployments on VNNI CPUs or GPUs, where u8×s8 is exact.
     """
     return 128 if max_level(bits) * container_multiplier(bits) > 63 and not int8 else 0
