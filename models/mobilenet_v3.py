@@ -15,6 +15,8 @@ eval mode (every image one class), and 81 % with the same weights once the stati
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -153,45 +155,23 @@ def mobilenet_v3_small(**kw) -> MobileNetV3:
     return MobileNetV3(**kw)
 
 
-@register_model(
-    "mobilenet_v3_large_small",
-    input_size=28,
-    in_chans=1,
-    num_classes=10,
-    arch="large",
-    small_input=True,
-    bn_momentum=0.1,
-)
+# The 28×28 variants: Fashion-MNIST-shaped, stride 8, trained from scratch (hence batch-norm momentum 0.1).
+_SMALL_INPUT: dict[str, Any] = dict(input_size=28, in_chans=1, num_classes=10, small_input=True, bn_momentum=0.1)
+
+
+@register_model("mobilenet_v3_large_small", arch="large", **_SMALL_INPUT)
 def _mobilenet_v3_large_small(**kw) -> MobileNetV3:
     """MobileNetV3-Large for 28×28/32×32 inputs (stride 8)."""
     return MobileNetV3(**kw)
 
 
-@register_model(
-    "mobilenet_v3_small_small",
-    input_size=28,
-    in_chans=1,
-    num_classes=10,
-    arch="small",
-    small_input=True,
-    bn_momentum=0.1,
-)
+@register_model("mobilenet_v3_small_small", arch="small", **_SMALL_INPUT)
 def _mobilenet_v3_small_small(**kw) -> MobileNetV3:
     """MobileNetV3-Small for 28×28/32×32 inputs (stride 8)."""
     return MobileNetV3(**kw)
 
 
-@register_model(
-    "mobilenet_v3_tiny",
-    input_size=28,
-    in_chans=1,
-    num_classes=10,
-    tags=("tiny",),
-    arch="small",
-    small_input=True,
-    width_mult=0.25,
-    bn_momentum=0.1,
-)
+@register_model("mobilenet_v3_tiny", tags=("tiny",), arch="small", width_mult=0.25, **_SMALL_INPUT)
 def _mobilenet_v3_tiny(**kw) -> MobileNetV3:
     """Test-sized MobileNetV3-Small (width 0.25, small input)."""
     return MobileNetV3(**kw)
