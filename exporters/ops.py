@@ -124,7 +124,7 @@ _WEIGHT_AXIS = {QuantConv2d: 0, QuantConvTranspose2d: 1, QuantLinear: 0}
 
 
 def _weighted(ctx: ExportContext, node: fx.Node, inputs: list[Any], layer: Any) -> Any:
-    """Conv/Gemm with DequantizeLinear'd int8 levels and int32 bias (batch norm already folded by ``freeze``)."""
+    """Conv/Gemm with DequantizeLinear'd weight containers and int32 bias (batch norm already folded by ``freeze``)."""
     name = str(node.target)
     grid_in = ctx.grid_of(_args(node)[0], f"layer {name}")
     depthwise = isinstance(layer, QuantConv2d) and 1 < layer.groups == layer.in_channels == layer.out_channels

@@ -240,6 +240,8 @@ def encode_sidecar(
     for t in tensors:
         if t.levels.dtype != np.int8:
             raise TypeError(f"{t.name}: levels must be int8")
+        if t.zero_point not in CONTAINER_DTYPES:
+            raise ValueError(f"{t.name}: a weight container has zero-point 0 (int8) or 128 (uint8), not {t.zero_point}")
         codec, pieces = choose_codec(t.levels, t.bits, codecs, tolerance, chunk_levels)
         length = sum(map(len, pieces))
         records.append(
