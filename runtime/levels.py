@@ -48,15 +48,17 @@ def checked(levels: np.ndarray, count: int, bits: int, codec: str) -> np.ndarray
     return levels
 
 
-def to_container(levels: np.ndarray, multiplier: int, zero_point: int) -> np.ndarray:
-    """The graph initializer holding ``levels``: ``q·m`` as int8 (``zero_point`` 0) or ``q·m + 128`` as uint8
-    (``zero_point`` 128). ``|q·m| ≤ 127`` is the caller's to guarantee."""
-    stored = (levels.astype(np.int16) * multiplier).astype(np.int8)
-    if zero_point == 0:
-        return stored
-    if zero_point != 128:
+def to_container(levels: np.ndarray, multiplier: int, zero_point: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The graph initializer holding the int8 ``levels``: ``q·m`` as int8 (``zero_point`` 0) or ``q·m + 128`` as
+    uint8 (``zero_point`` 128), written into ``out`` when given (of that type and size). ``|q·m| ≤ 127`` is the
+    caller's to guarantee."""
+    if zero_point not in (0, 128):
         raise ValueError(f"a weight container has zero-point 0 (int8) or 128 (uint8), not {zero_point}")
-    return stored.view(np.uint8) ^ np.uint8(0x80)  # two's complement: flipping the top bit adds 128
+    out = np.empty(levels.shape, np.uint8 if zero_point else np.int8) if out is None else out
+    np.multiply(levels, np.int8(multiplier), out=out.view(np.int8))
+    if zero_point:
+        np.bitwise_xor(out, np.uint8(0x80), out=out)  # two's complement: flipping the top bit adds 128
+    return out
 
 
 def from_container(values: np.ndarray, multiplier: int, zero_point: int) -> np.ndarray:

@@ -220,7 +220,7 @@ class SidecarIndex:
         except CodecError as e:
             raise SidecarError(f"tensor {record.name!r}: {e}") from None
         # |q·m| ≤ 127 was checked at parse time
-        out[first : first + count] = to_container(flat, record.multiplier, record.zero_point)
+        to_container(flat, record.multiplier, record.zero_point, out=out[first : first + count])
 
 
 def encode_sidecar(
