@@ -26,7 +26,6 @@ from models.layers import Add, ChannelShuffle, Concat
 from models.quant.prepare import ActQuant
 from models.quant.quantizers import act_levels
 from runtime import ToolchainError
-from runtime.levels import to_container
 
 from .context import ExportContext, Grid, WeightTensor, readable
 from .deconv import subpixel_supported, subpixel_weights
@@ -133,7 +132,7 @@ def _weighted(ctx: ExportContext, node: fx.Node, inputs: list[Any], layer: Any) 
     ctx.layers[name] = il
     if isinstance(layer, QuantConvTranspose2d) and _subpixel_ok(layer):
         return _deconv_as_conv(ctx, node, inputs[0], layer, il)
-    op_inputs = [inputs[0], _weight(ctx, name, il.levels, il)]
+    op_inputs = [inputs[0], _weight(ctx, name, il)]
     if il.bias is not None:
         op_inputs.append(_bias(ctx, name, il.bias, il.bias_scale))
     if isinstance(layer, QuantLinear):
@@ -158,17 +157,17 @@ def _linear(ctx: ExportContext, node: fx.Node, op_inputs: list[Any], grid: Grid,
     return ctx.op("Reshape", f"{name}.unflatten", [y, out_shape])
 
 
-def _weight(ctx: ExportContext, name: str, levels: np.ndarray, il: IntegerLayer) -> Any:
-    """int8 or uint8 container of ``levels`` (``folding.container_zero_point``) → DequantizeLinear (per-tensor
-    scale when every channel's step is equal)."""
+def _weight(ctx: ExportContext, name: str, il: IntegerLayer) -> Any:
+    """The int8 or uint8 container of ``il``'s levels (``folding.container_zero_point``) → DequantizeLinear
+    (per-tensor scale when every channel's step is equal)."""
     uniform = bool(np.all(il.steps == il.steps[0]))
     w_name = f"{name}.weight"
     steps = il.steps[:1] if uniform else il.steps
     ctx.weights.append(
-        WeightTensor(w_name, levels, steps, None if uniform else il.axis, il.bits, il.multiplier, il.zero_point)
+        WeightTensor(w_name, il.levels, steps, None if uniform else il.axis, il.bits, il.multiplier, il.zero_point)
     )
     scale = il.scale[0] if uniform else il.scale
-    container = to_container(levels, il.multiplier, il.zero_point)
+    container = il.container
     inputs = [
         ctx.const(w_name, container),
         ctx.const(f"{w_name}.scale", np.asarray(scale, np.float32)),
@@ -217,7 +216,7 @@ def _deconv_as_conv(ctx: ExportContext, node: fx.Node, x: Any, layer: Any, il: I
         raise ToolchainError(f"layer {name}: a transposed convolution exports with one weight step per tensor")
     conv_levels, pads = subpixel_weights(il.levels, stride, padding)
     phases = IntegerLayer(conv_levels, il.steps[:1], 0, il.bits, il.multiplier, il.bias, il.bias_scale, il.zero_point)
-    inputs = [x, _weight(ctx, name, conv_levels, phases)]
+    inputs = [x, _weight(ctx, name, phases)]
     if il.bias is not None:
         inputs.append(_bias(ctx, name, np.repeat(il.bias, stride * stride), il.bias_scale[:1]))  # type: ignore[index]
     attrs = {"kernel_shape": list(conv_levels.shape[2:]), "strides": [1, 1], "pads": pads, "dilations": [1, 1]}

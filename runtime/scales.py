@@ -78,10 +78,11 @@ def _check_node(node: Any, record: TensorRecord, constants: dict[str, Any], nump
             f"{where}: the graph's scale differs from the sidecar's steps / multiplier (by up to {worst:.3g} "
             "relative); graph and sidecar describe different weights"
         )
-    absent_zero = zero_point is None and record.zero_point == 0  # DequantizeLinear's default zero-point is 0
-    if not absent_zero and (
-        zero_point is None or zero_point.dtype != np.dtype(record.dtype) or np.any(zero_point != record.zero_point)
-    ):
+    if zero_point is None:  # DequantizeLinear's default: 0
+        matches = record.zero_point == 0
+    else:
+        matches = zero_point.dtype == np.dtype(record.dtype) and bool(np.all(zero_point == record.zero_point))
+    if not matches:
         raise SidecarError(f"{where}: the graph's zero-point is not the sidecar's {record.dtype} {record.zero_point}")
     if record.axis is not None:
         axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 1)
