@@ -11,7 +11,8 @@ PY=${PYTHON:-.venv/bin/python}
 # --subset 12800 at batch 128: 100 steps per epoch (a full Fashion-MNIST QAT epoch: ~10 min on 2 idle cores);
 # 3 pruning epochs (300 steps: partial L2 needs them to drive the pruned weights' energy to ~0), 1 QAT epoch.
 common=(--data fashion-mnist --subset 12800 --batch-size 128 --lr 0.01 --prune-lr 0.01 --prune-epochs 3 --epochs 1
-        --abits 8 --reg msqe --lam 10 --lam-p 3 --no-progress --json)
+        --abits 8 --reg msqe --lam 10 --lam-p 3 --no-progress --json
+        --alpha-update optimizer --alpha-start 0 --step-rule task)  # the QAT defaults these rows ran with
 mbv2=(--model mobilenet_v2_small --model-args width_mult=0.5 --float-checkpoint runs/float/mbv2_w05_fmnist/last.pt)
 shv2=(--model shufflenet_v2_x0_5_small --float-checkpoint runs/float/shv2_x05_fmnist/last.pt)
 run() {  # name, options...

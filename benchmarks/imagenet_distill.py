@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import EARLIER_QAT_FLAGS
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
 
@@ -53,7 +55,7 @@ ROWS: dict[str, list[str]] = {
     "distill-w4a8-dw8-bn-train": ["--wbits", "4", "--depthwise-wbits", "8", "--ratio", "0", "--prune-epochs", "0",
                                   "--epochs", "6", "--reg", "none", *DISTILL, "--no-freeze-bn"],
     "distill-w4a8-msqe": ["--wbits", "4", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6", "--reg", "msqe",
-                          "--lam", "0.1", *DISTILL],
+                          "--lam", "0.1", *EARLIER_QAT_FLAGS, *DISTILL],
     "distill-w4a8-prune50": ["--wbits", "4", *PRUNE, "--prune-epochs", "3", "--epochs", "6", "--reg", "none",
                              *DISTILL],
     # The regularizer issue's best setting against its own plain arm: δ re-fitted by the closed-form MSQE minimiser

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import EARLIER_QAT_FLAGS
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ["--data", "fashion-mnist", "--batch-size", "128", "--no-progress", "--json"]
 # Optimizer settings per network, float then QAT: the usual recipes (AdamW for the transformer, SGD for the
@@ -45,7 +47,7 @@ QAT = {
 # Float epochs per network, fixed by one rule: about the float training wall time of MobileNetV3-Small's 4 epochs
 # (ViT-small takes a quarter of its time per epoch, so 16); EfficientNet-B0, the slowest, gets the same 4 epochs.
 FLOAT_EPOCHS = {"vit_small": 16, "mobilenet_v3_small_small": 4, "efficientnet_b0_small": 4}
-NO_PRUNING = ["--ratio", "0", "--prune-epochs", "0", "--abits", "8"]
+NO_PRUNING = ["--ratio", "0", "--prune-epochs", "0", "--abits", "8", "--lam", "0.001", *EARLIER_QAT_FLAGS]
 
 
 def _toolchain(*args: str) -> dict[str, Any]:

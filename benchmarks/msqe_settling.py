@@ -39,7 +39,10 @@ ARMS: dict[str, tuple[list[str], str | None]] = {
     "plain-task": (["--reg", "none", "--step-rule", "task"], None),
     "plain-refit": (["--reg", "none", "--step-rule", "refit"], None),
     "plain-msqe": (["--reg", "none", "--step-rule", "msqe"], None),
-    "balance-task": (["--reg", "msqe", "--step-rule", "task"], "plain-task"),
+    "balance-task": (
+        ["--reg", "msqe", "--alpha-update", "optimizer", "--alpha-start", "0", "--step-rule", "task"],
+        "plain-task",
+    ),
     "rise-task": ([*RISE, "--step-rule", "task"], "plain-task"),
     "rise-refit": ([*RISE, "--step-rule", "refit"], "plain-refit"),
     "rise-msqe": ([*RISE, "--step-rule", "msqe"], "plain-msqe"),

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import EARLIER_QAT_FLAGS
+
 
 def parse_bits(cell: str) -> tuple[int, int]:
     m = re.fullmatch(r"W(\d)A(\d)", cell)
@@ -98,6 +100,7 @@ def main() -> int:
                     "--json",
                     "--out-dir",
                     str(out),
+                    *EARLIER_QAT_FLAGS,
                 ]
                 for kv in args.model_args:
                     cmd += ["--model-args", kv]

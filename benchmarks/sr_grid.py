@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch.nn.functional as F
 
+from benchmarks.common import EARLIER_QAT_DEFAULTS
+
 warnings.filterwarnings("ignore")
 
 # name: (wbits, reg, λ). The regularizer's pull on a weight scales as λ/δ², and an 8-bit step is about 18× finer
@@ -139,6 +141,7 @@ def main() -> int:
                     lam=lam,
                     log_every=50,
                     **common,
+                    **EARLIER_QAT_DEFAULTS,
                 )
                 metrics = train(config, recipe=QATRecipe(config), progress=False)
                 restored = restore(out / "last.pt")

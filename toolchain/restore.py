@@ -32,7 +32,11 @@ from .training.distributed import DistEnv
 from .training.loop import load_bundle
 from .training.recipe import RECIPES
 
-__all__ = ["Restored", "check_model_trusted", "restore"]
+__all__ = ["MODEL_FIELDS", "Restored", "check_model_trusted", "recorded_model", "restore"]
+
+# What a checkpoint records about the network it holds and the data it was trained on.
+MODEL_FIELDS = ("model", "model_args")
+DATA_FIELDS = ("data", "data_dir", "data_args")
 
 
 @dataclass
@@ -83,3 +87,18 @@ def check_model_trusted(model: str, trusted_model: str | None, source: str | Pat
             f"checkpoints never import code on their own. If it is your code and you trust the file, pass "
             f"--model {model}"
         )
+
+
+def recorded_model(path: str | Path) -> dict[str, Any]:
+    """The model and data fields a toolchain checkpoint's config records (``MODEL_FIELDS`` + ``DATA_FIELDS``); ``{}``
+    for a plain state dict or a file that is not there (the later load reports those). A checkpoint naming a user's
+    factory is refused here: a file never chooses code, so the caller must name it with ``--model``."""
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError:
+        return {}
+    config = ckpt.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), str):
+        return {}
+    check_model_trusted(config["model"], None, path)
+    return {k: config[k] for k in (*MODEL_FIELDS, *DATA_FIELDS) if k in config}

@@ -78,11 +78,26 @@ def test_saved_configs_carry_a_version_and_old_ones_still_load(tmp_path: Path) -
     config = QATConfig(wbits=3, lam=0.5)
     saved = config.to_dict()
     assert saved["config_version"] == CONFIG_VERSION and QATConfig.from_dict(saved) == config
-    # A checkpoint from before versions and before this session's fields: no version, no alpha_start, no step_lr.
-    old = {k: v for k, v in saved.items() if k not in ("config_version", "alpha_start", "step_lr", "alpha_update")}
-    assert QATConfig.from_dict(old) == config and config.same_as(old)
-    assert not config.replace(lam=0.25).same_as(old)
-    assert config.replace(lam=0.25).differences(old) == {"lam": (0.5, 0.25)}
+    # A checkpoint from before versions and before the fields alpha_start, step_lr and alpha_update: it ran with
+    # the defaults of its time (α at balance, moved by the optimizer; task-learned steps), not today's.
+    then = config.replace(alpha_start=0.0, alpha_update="optimizer", step_rule="task")
+    old = {
+        k: v for k, v in then.to_dict().items() if k not in ("config_version", "alpha_start", "step_lr", "alpha_update")
+    }
+    assert QATConfig.from_dict(old) == then and then.same_as(old) and not config.same_as(old)
+    assert not then.replace(lam=0.25).same_as(old)
+    assert then.replace(lam=0.25).differences(old) == {"lam": (0.5, 0.25)}
+
+
+def test_quant_aware_configs_saved_before_version_3_keep_their_regularizer_defaults() -> None:
+    from toolchain.quant.qat import QATConfig
+
+    v2 = {"config_version": 2, "wbits": 2, "reg": "msqe", "lam": 10.0}  # a run that left the rest at its defaults
+    old = QATConfig.from_dict(v2)
+    assert (old.alpha_start, old.alpha_update, old.step_rule, old.steps_by) == (0.0, "optimizer", "task", "task")
+    new = QATConfig(wbits=2, lam=10.0)
+    assert (new.alpha_below, new.alpha_update, new.steps_by) == (4.6, "rise", "refit")
+    assert TrainConfig.from_dict({"config_version": 2, "epochs": 4}).epochs == 4  # other configs: unchanged
 
 
 def test_a_renamed_field_is_one_migration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,6 +128,6 @@ def test_a_compression_phase_from_an_older_run_is_reused() -> None:
     key = {"qat": QATConfig(), "codecs": "huffman"}
     saved = _phase_dict(key)
     assert _same_phase(saved, key)
-    del saved["qat"]["config_version"], saved["qat"]["alpha_start"]  # as a run before versions wrote it
+    del saved["qat"]["config_version"], saved["qat"]["step_lr"]  # as a run before versions wrote it
     assert _same_phase(saved, key)
     assert not _same_phase({**saved, "codecs": "rans"}, key) and not _same_phase(saved, {"qat": QATConfig(lam=2.0)})

@@ -39,7 +39,8 @@ def test_steps_do_not_drift_under_a_stiff_pull_with_the_refit_rule(tmp_path: Pat
     minima = {}
     for rule in ("task", "refit", "msqe"):
         config = QATConfig(float_checkpoint=str(tmp_path / "float" / "last.pt"), out_dir=str(tmp_path / rule),
-                           wbits=2, reg="msqe", lam=10.0, epochs=3, step_rule=rule)  # fmt: skip
+                           wbits=2, reg="msqe", lam=10.0, epochs=3, step_rule=rule,
+                           alpha_update="optimizer", alpha_start=0.0)  # α at full strength from step 0  # fmt: skip
         train(config, recipe=QATRecipe(config), progress=False)
         lines = (tmp_path / rule / "metrics.jsonl").read_text().splitlines()
         evals = [json.loads(x) for x in lines if '"phase": "eval"' in x]

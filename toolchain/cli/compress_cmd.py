@@ -41,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..compress import CompressConfig, compress
     from ..config import config_from_args
+    from .options import model_from_checkpoint
 
     config = config_from_args(CompressConfig, args)
     assert isinstance(config, CompressConfig)
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         config = config.replace(float_checkpoint=args.weights)
     # with --json, stdout holds only the JSON: phase lines go to stderr
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    config = model_from_checkpoint(config, args, log)
     results = compress(config, progress=args.progress, log=log)
     if not results:  # a torchrun worker: the main process reports
         return 0

@@ -17,12 +17,8 @@ Every phase is resumable: run the same command again after an interruption. Othe
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 HELP = "the main job on the embedded digits data: float -> prune -> QAT -> compressed export -> verify"
-
-# The regularizer's dynamics that show the paper's picture without collapsing the steps (issue: MSQE dynamics).
-REGULARIZER: dict[str, Any] = {"reg": "msqe", "alpha_update": "rise", "alpha_start": 4.6, "step_rule": "refit"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         wbits=args.wbits,
         abits=args.abits,
         seed=args.seed,
-        **REGULARIZER,
+        reg="msqe",  # with the shared defaults: α rising from a hundredth of balance, steps re-fitted by the MSQE
         lam=args.lam,
     )
     results = compress(config, progress=args.progress)

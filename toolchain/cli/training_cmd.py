@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..config import Config, add_config_arguments, config_from_args
+from .options import model_from_checkpoint
 
 __all__ = ["TrainingCommand"]
 
@@ -40,6 +42,8 @@ class TrainingCommand:
         from ..training import train
 
         config = config_from_args(self.config_class(), args)
+        if hasattr(config, "float_checkpoint"):  # a phase that starts from trained weights
+            config = model_from_checkpoint(config, args, lambda line: print(line, file=sys.stderr))
         result = train(config, resume=args.resume, progress=args.progress, recipe=self.recipe(config))  # type: ignore[arg-type]
         if result["rank"] != 0:
             return 0

@@ -7,6 +7,12 @@ quantized forward pass plus the MSQE penalty ``e^α R_n − λα`` (``reg = msqe
 with its own learning rate and no decay. ``epochs = 0`` is post-training quantization: calibrate, evaluate, save.
 With ``keep_zeros`` (default) the weights that are exactly 0 in the float checkpoint (a pruned model) are masked
 and stay 0 after every step, so a pruned model reaches the exported integer levels with its zeros.
+
+**Defaults** (shared by ``qat`` and ``compress``; BENCHMARKS.md, "The settling experiment"): λ = 1, α rising from a
+hundredth of its balance by its own clipped steps (``alpha_update = rise``), and ``step_rule = auto``: the steps
+re-fitted by the MSQE under a regularizer, learned from the task loss in plain QAT. The combination that collapses
+(task-learned steps under an MSQE pull, the defaults before config version 3) stays available for ablations and
+prints :func:`collapse_risk` at start.
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ from .config import QuantConfig
 from .regularizer import MODES, MSQERegularizer, quant_weight_layers
 from .steps import STEP_RULES, StepDrift, freeze_steps, refit_steps
 
-__all__ = ["ALPHA_UPDATES", "QATConfig", "QATRecipe"]
+__all__ = ["ALPHA_UPDATES", "QATConfig", "QATRecipe", "collapse_risk"]
 
-ALPHA_UPDATES = ("optimizer", "rise")
+ALPHA_UPDATES = ("rise", "optimizer")
+AUTO = "auto"
+RISE_START = 4.6  # e-folds below balance that α starts at under reg = msqe by default: a hundredth of the balance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,19 +57,25 @@ class QATConfig(QuantConfig, TrainConfig):
     reg: str = opt(
         "msqe", "regularizer: msqe (learnable coefficient), fixed (α frozen at α₀), none (plain QAT)", choices=MODES
     )
-    lam: float = opt(1e-3, "λ, in units of the loss: at balance the penalty e^α·R_n equals λ")
+    lam: float = opt(
+        1.0,
+        "λ, in units of the loss: at balance the penalty e^α·R_n equals λ (1 puts nearly all 2-bit weights on their "
+        "levels at no measured accuracy cost; 10 pins them all)",
+    )
     alpha_lr: float = opt(
         1e-2, "learning rate of α (SGD: relative to λ, the group's rate is alpha_lr/λ; AdamW: as is; no weight decay)"
     )
-    alpha_start: float = opt(
-        0.0,
-        "start α this many e-folds below balance: e^α₀ = e^(−alpha_start)·λ/R_n(W₀) (0: at balance; 4.6: a hundredth)",
+    alpha_start: float | None = opt(
+        None,
+        "start α this many e-folds below balance: e^α₀ = e^(−alpha_start)·λ/R_n(W₀) (0: at balance; 4.6: a "
+        f"hundredth). Default: {RISE_START} with reg = msqe (the coefficient rises from a hundredth of its "
+        "balance, as in the paper), 0 with reg = fixed (the coefficient fixed at balance)",
     )
     alpha_update: str = opt(
-        "optimizer",
-        "how the learnable α moves: optimizer (in the main optimizer: momentum, cosine decay, rate alpha_lr) or rise "
-        "(plain gradient steps at a constant rate, clipped to ±rate per step; the rate is set by alpha_rise when "
-        "alpha_start > 0, else alpha_lr)",
+        "rise",
+        "how the learnable α moves: rise (plain gradient steps at a constant rate, clipped to ±rate per step; the "
+        "rate is set by alpha_rise when alpha_start > 0, else alpha_lr) or optimizer (in the main optimizer: "
+        "momentum, cosine decay, rate alpha_lr)",
         choices=ALPHA_UPDATES,
     )
     alpha_rise: float = opt(
@@ -72,13 +86,14 @@ class QATConfig(QuantConfig, TrainConfig):
     )
     step_grad: bool = opt(False, "let the regularizer's gradient reach the weight steps δ")
     step_rule: str = opt(
-        "task",
-        "how the weight steps δ learn: task (from the task loss, LSQ-like; the most accurate for plain QAT, but a "
-        "strong MSQE pull, λ ≳ 1, shrinks them until the network fails), refit (no gradient; re-fitted to the "
-        "weights by the closed-form MSQE minimiser every refit_every steps) or msqe (no task gradient; one "
-        "curvature-scaled gradient step on the MSQE per optimizer step, at rate step_lr). Use refit or msqe with "
-        "a strong pull",
-        choices=STEP_RULES,
+        "auto",
+        "how the weight steps δ learn: auto (refit with reg = msqe or fixed, task with reg = none: each the best "
+        "measured rule for its arm; for a fair regularizer-against-plain comparison name one rule for both), task "
+        "(from the task loss, LSQ-like; the most accurate for plain QAT, but under an MSQE pull the steps shrink "
+        "until the network fails), refit (no gradient; re-fitted to the weights by the closed-form MSQE minimiser "
+        "every refit_every steps) or msqe (no task gradient; one curvature-scaled gradient step on the MSQE per "
+        "optimizer step, at rate step_lr)",
+        choices=(AUTO, *STEP_RULES),
     )
     refit_every: int = opt(1, "with step_rule = refit: re-fit the steps every N optimizer steps")
     step_lr: float = opt(0.1, "with step_rule = msqe: the steps' constant rate (1 = a full re-fit every step)")
@@ -99,13 +114,40 @@ class QATConfig(QuantConfig, TrainConfig):
         self._check_choice("reg", MODES)
         self._check(self.lam > 0 and math.isfinite(self.lam), f"lam must be a positive number, got {self.lam}")
         self._check(self.alpha_lr >= 0, "alpha_lr must be ≥ 0")
-        self._check_choice("step_rule", STEP_RULES)
+        self._check_choice("step_rule", (AUTO, *STEP_RULES))
         self._check(self.refit_every >= 1, f"refit_every must be ≥ 1, got {self.refit_every}")
         self._check(0 < self.step_lr <= 1, f"step_lr must be in (0, 1], got {self.step_lr}")
-        self._check(math.isfinite(self.alpha_start) and self.alpha_start >= 0, "alpha_start must be ≥ 0 e-folds")
+        start = self.alpha_start
+        self._check(start is None or (math.isfinite(start) and start >= 0), "alpha_start must be ≥ 0 e-folds")
         self._check_choice("alpha_update", ALPHA_UPDATES)
         self._check(0 < self.alpha_rise <= 1, f"alpha_rise must be in (0, 1], got {self.alpha_rise}")
         self._check(self.alpha_stop > 0, f"alpha_stop must be > 0, got {self.alpha_stop}")
+
+    @property
+    def steps_by(self) -> str:
+        """The step rule in force: ``step_rule``, with ``auto`` resolved (refit under a regularizer, task without)."""
+        if self.step_rule != AUTO:
+            return self.step_rule
+        return "task" if self.reg == "none" else "refit"
+
+    @property
+    def alpha_below(self) -> float:
+        """The e-folds below balance that α starts at: ``alpha_start``, or its default for ``reg``."""
+        if self.alpha_start is not None:
+            return self.alpha_start
+        return RISE_START if self.reg == "msqe" else 0.0
+
+
+def collapse_risk(config: QATConfig) -> str | None:
+    """One line naming the measured risk of a setting known to collapse, or None (BENCHMARKS.md, settling)."""
+    if config.reg != "none" and config.steps_by == "task":
+        return (
+            f"warning: --reg {config.reg} with --step-rule task: steps learned from the task loss shrink under the "
+            "MSQE pull until the network fails (measured: LeNet-5 W2A8 on Fashion-MNIST at λ = 10 fell to 8.2 % "
+            "with α at balance and 18.3 % with α rising, against 89.4 % for plain QAT; BENCHMARKS.md, the settling "
+            "experiment); the default --step-rule auto re-fits them by the MSQE instead"
+        )
+    return None
 
 
 @register_recipe("qat")
@@ -146,17 +188,20 @@ class QATRecipe(PenaltyRecipe):
             shown = ", ".join(f"{name} ({kind})" for name, kind in self.islands.items())
             print(f"float islands (no quantization rule: float between dequantize and quantize): {shown}",
                   file=sys.stderr)  # fmt: skip
+        risk = collapse_risk(c)
+        if risk and env.is_main and self.float_weights:
+            print(risk, file=sys.stderr)
         # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
         batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
         calibrate(qat, (x.to(env.device) for x, _ in itertools.islice(batches, c.calib_batches)))
         regularizer = MSQERegularizer(qat, c.lam, c.reg, c.step_grad)
-        if c.alpha_start:
-            regularizer.reset_alpha(below=c.alpha_start)
+        if c.alpha_below:
+            regularizer.reset_alpha(below=c.alpha_below)
         if c.alpha_update == "rise":
             regularizer.alpha.requires_grad_(False)  # moved by relax_alpha, not by autograd and the optimizer
         self.attach(regularizer.to(env.device))
         total_steps = max(1, bundle.train.steps(c.batch_size, world=env.world) * c.epochs)
-        self.alpha_rate = c.alpha_start / (c.alpha_rise * total_steps) if c.alpha_start else c.alpha_lr
+        self.alpha_rate = c.alpha_below / (c.alpha_rise * total_steps) if c.alpha_below else c.alpha_lr
         if c.keep_zeros and self.float_weights:
             self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])
         self.near_level_start = regularizer.near_level_share()
@@ -164,7 +209,7 @@ class QATRecipe(PenaltyRecipe):
         self.initial = _snapshot(qat, self.layer)
         named = quant_weight_layers(qat)
         self.drift = StepDrift(named)
-        if c.step_rule in ("refit", "msqe"):
+        if c.steps_by in ("refit", "msqe"):
             freeze_steps([m for _, m in named])
         return qat
 
@@ -194,9 +239,9 @@ class QATRecipe(PenaltyRecipe):
                 self.alpha_stopped = self.steps_done  # the runaway policy: nearly all weights are on their levels
         super().after_step()  # the stability cap, after every way α can move
         layers = [m for _, m in self.drift.layers]
-        if c.step_rule == "refit" and self.steps_done % c.refit_every == 0:
+        if c.steps_by == "refit" and self.steps_done % c.refit_every == 0:
             refit_steps(layers)
-        elif c.step_rule == "msqe":
+        elif c.steps_by == "msqe":
             refit_steps(layers, rate=c.step_lr)
 
     def state_dict(self) -> dict[str, Any]:
