@@ -81,7 +81,7 @@ def export_model(
     config: dict[str, Any] | None = None,
     sidecar: bool = True,
     codecs: tuple[str, ...] | None = None,
-    int8_weights: bool = False,
+    uint8_weights: bool = False,
 ) -> ExportResult:
     """Export a model returned by ``prepare_qat`` (trained or calibrated) to ``out_dir``.
 
@@ -94,8 +94,8 @@ def export_model(
         sidecar: also write the graph + sidecar pair.
         codecs: the weight codecs the sidecar may use (default: every one in ``runtime.codecs.CODECS``; each
             tensor gets the cheapest to decode within 1 % of the smallest).
-        int8_weights: keep 8-bit weights in int8 containers (faster where onnxruntime's u8×s8 kernels are exact:
-            VNNI CPUs, GPUs; see ``folding.container_zero_point``).
+        uint8_weights: store 8-bit weights in uint8 containers (zero-point 128) instead of int8: exact on AVX2-only
+            CPUs, whose u8×s8 kernels saturate, slower elsewhere (see ``folding.container_zero_point``).
     """
     out = Path(out_dir)
     config = dict(config or {})
@@ -103,7 +103,7 @@ def export_model(
         config_json = json.dumps(config, sort_keys=True)
     except TypeError as e:
         raise ToolchainError(f"export config is not JSON-serialisable: {e}") from None
-    built = build_graph(model, example, name=stem, int8_weights=int8_weights)
+    built = build_graph(model, example, name=stem, uint8_weights=uint8_weights)
     proto, weights = built.model, built.weights
     _set_metadata(proto, {META_FORMAT: "qdq-standalone", META_CONFIG: config_json})
     try:

@@ -62,7 +62,7 @@ class ExportContext:
     weights: list[WeightTensor] = field(default_factory=list)
     layers: dict[str, Any] = field(default_factory=dict)  # module name -> folding.IntegerLayer
     fixed_spatial: bool = False  # set by ops whose attributes bake in the spatial size (reshape)
-    int8_weights: bool = False  # 8-bit weights in int8 containers too (folding.container_zero_point)
+    uint8_weights: bool = False  # 8-bit weights in uint8 containers (folding.container_zero_point)
 
     def tensor(self, name: str) -> gs.Variable:
         return gs.Variable(name, dtype=np.float32)

@@ -5,9 +5,10 @@ facts that change numbers, so they live here, shared by the graph builder and th
 (:mod:`exporters.reference`):
 
 * the **container multiplier** ``m``: sub-8-bit levels are stored as ``m·q`` with scale ``δ/m`` (same weights);
-* the **container zero-point**: 8-bit levels of convolutions and linear layers are stored as uint8 ``q + 128``
-  (zero-point 128), the rest as int8 (:func:`container_zero_point`: the same weights, but no overflow in
-  onnxruntime's AVX2 kernels);
+* the **container zero-point**: levels are stored as int8 (zero-point 0), as onnxruntime's ``quantize_static`` and
+  TensorRT do; with ``uint8`` (``--uint8-weights``) 8-bit levels of convolutions and linear layers are stored as uint8
+  ``q + 128`` (zero-point 128) instead (:func:`container_zero_point`: the same weights, but no overflow in
+  onnxruntime's AVX2 kernels; a sidecar pair gets the right one for its host at load, :mod:`runtime.containers`);
 * the **int32 bias** ``round(b / (s_in · δ/m))`` at scale ``s_in · δ/m``, as onnxruntime's integer kernels add it
   to their accumulators. Its rounding is the one place where the exported model is not the quant-aware model:
   at most half a bias step per channel, which ``m`` makes small.
@@ -38,9 +39,9 @@ def container_multiplier(bits: int) -> int:
     return max(1, 63 // max_level(bits))
 
 
-def container_zero_point(bits: int, int8: bool = False) -> int:
-    """128 (a uint8 container, ``q + 128``) for 8-bit levels; 0 (an int8 container) whenever ``|m·q| ≤ 63``, and
-    where ``int8`` asks for it (depthwise convolutions; every layer with ``--int8-weights``).
+def container_zero_point(bits: int, uint8: bool = False) -> int:
+    """0 (an int8 container), the default; 128 (a uint8 container, ``q + 128``) where ``uint8`` asks for it
+    (``--uint8-weights``, never for depthwise convolutions) and the levels can pass ``|m·q| > 63`` (8 bits).
 
     onnxruntime's u8×s8 convolution and Gemm kernels on x86 CPUs without VNNI (AVX2 only) add pairs of u8·s8
     products in int16 (``vpmaddubsw``), which saturates once ``|x₁w₁ + x₂w₂| > 32767``: 8-bit levels reach ±127
@@ -50,10 +51,11 @@ def container_zero_point(bits: int, int8: bool = False) -> int:
     ``QLinearConv``/``QGemm``. Depthwise convolutions (one input and one output channel per group) run on their
     own kernel, which widens first and does not saturate, and its u8×u8 variant is slower (that MobileNetV3 at
     W8A8: 1.87 ms with uint8 depthwise weights, 1.64 ms with int8 ones), so they keep int8. The u8×u8 kernels are
-    slower elsewhere too (ImageNet MobileNetV2 at W8A8: 6.3 against 5.1 ms at batch 1), which is why
-    ``--int8-weights`` offers int8 for deployments on VNNI CPUs or GPUs, where u8×s8 is exact.
+    slower elsewhere too (ImageNet MobileNetV2 at W8A8: 6.3 against 5.1 ms at batch 1), which is why int8 is the
+    default, as in the rest of the ecosystem (VNNI CPUs, ARM64 and GPUs sum u8×s8 exactly), and the sidecar pair,
+    which holds levels rather than containers, gets uint8 at load only on hosts whose kernels saturate.
     """
-    return 128 if max_level(bits) * container_multiplier(bits) > 63 and not int8 else 0
+    return 128 if max_level(bits) * container_multiplier(bits) > 63 and uint8 else 0
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,8 @@ class IntegerLayer:
         return (self.bias.astype(np.float32) * self.bias_scale).astype(np.float32)
 
 
-def integer_layer(name: str, fw: FrozenWeight, axis: int, input_step: np.float32, int8: bool = False) -> IntegerLayer:
-    """The exported form of a frozen layer whose input lies on a grid of step ``input_step`` (``int8``: keep an int8
+def integer_layer(name: str, fw: FrozenWeight, axis: int, input_step: np.float32, uint8: bool = False) -> IntegerLayer:
+    """The exported form of a frozen layer whose input lies on a grid of step ``input_step`` (``uint8``: a uint8
     container at 8 bits, see :func:`container_zero_point`)."""
     levels, steps = fw.levels.copy(), fw.step.astype(np.float32).copy()
     dead = ~(steps > 0) | ~np.isfinite(steps)  # e.g. a channel whose batch-norm scale γ is 0: weights are all 0
@@ -106,4 +108,4 @@ def integer_layer(name: str, fw: FrozenWeight, axis: int, input_step: np.float32
         if np.abs(q).max(initial=0) >= 2**31 - 1:
             raise ToolchainError(f"layer {name}: bias does not fit int32 at scale s_in·s_w")
         bias = q.astype(np.int32)
-    return IntegerLayer(levels, steps, axis, fw.bits, m, bias, bias_scale, container_zero_point(fw.bits, int8))
+    return IntegerLayer(levels, steps, axis, fw.bits, m, bias, bias_scale, container_zero_point(fw.bits, uint8))

@@ -57,19 +57,19 @@ def build_graph(
     example: torch.Tensor,
     name: str = "model",
     frozen: FrozenModel | None = None,
-    int8_weights: bool = False,
+    uint8_weights: bool = False,
 ) -> BuiltGraph:
     """The standalone QDQ model of ``gm`` (weights embedded), its weight tensors and integer layers.
 
     ``example`` is one input batch; its shape fixes the channel count and, for models whose ops depend on it
-    (flatten, reshape), the spatial size. The batch dimension is always dynamic (``N``). ``int8_weights`` keeps
-    8-bit weights in int8 containers (see ``folding.container_zero_point``).
+    (flatten, reshape), the spatial size. The batch dimension is always dynamic (``N``). ``uint8_weights`` stores
+    8-bit weights in uint8 containers instead of int8 (see ``folding.container_zero_point``).
     """
     gm = gm.eval()
     frozen = frozen or freeze(gm)
     with torch.no_grad():
         ShapeProp(gm).propagate(torch.cat([example[:1]] * 2).float().cpu())
-    ctx = ExportContext(gm, frozen, int8_weights=int8_weights)
+    ctx = ExportContext(gm, frozen, uint8_weights=uint8_weights)
     inputs: list[gs.Variable] = []
     outputs: list[gs.Variable] = []
     for node in gm.graph.nodes:

@@ -127,8 +127,8 @@ def _weighted(ctx: ExportContext, node: fx.Node, inputs: list[Any], layer: Any) 
     name = str(node.target)
     grid_in = ctx.grid_of(_args(node)[0], f"layer {name}")
     depthwise = isinstance(layer, QuantConv2d) and 1 < layer.groups == layer.in_channels == layer.out_channels
-    int8 = depthwise or ctx.int8_weights
-    il = integer_layer(name, ctx.frozen.weights[name], _WEIGHT_AXIS[type(layer)], grid_in.step, int8)
+    uint8 = ctx.uint8_weights and not depthwise  # the depthwise kernel widens first: int8 is exact there
+    il = integer_layer(name, ctx.frozen.weights[name], _WEIGHT_AXIS[type(layer)], grid_in.step, uint8)
     ctx.layers[name] = il
     if isinstance(layer, QuantConvTranspose2d) and _subpixel_ok(layer):
         return _deconv_as_conv(ctx, node, inputs[0], layer, il)

@@ -9,8 +9,10 @@ is allocated or handed to onnxruntime:
 4. parse and bound-check the sidecar (:func:`runtime.sidecar.parse_sidecar`), then match every record against the
    graph's hollow initializers (name, shape, dtype) and its steps against the graph's ``DequantizeLinear`` scales
    (:mod:`runtime.scales`) before decoding;
-5. decode each tensor (CRC first) and hand it to onnxruntime with ``SessionOptions.add_initializer``; the session
-   is created from the graph file itself (no re-serialised model).
+5. decode each tensor (CRC first); choose each 8-bit weight's container for this host (:mod:`runtime.containers`:
+   int8 where onnxruntime's u8×s8 kernels are exact, uint8 where they saturate, found by a probe) and hand the
+   tensors to onnxruntime with ``SessionOptions.add_initializer``. The session is created from the graph file itself,
+   or, when a container was switched, from the graph as rewritten in memory.
 
 The returned :class:`Model` is session-like: ``run``, input/output metadata and the execution providers in use.
 """
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .containers import Choice, apply, choose, refine, standalone
 from .errors import ToolchainError
 from .scales import check_weight_scales
 from .sidecar import SidecarError, SidecarIndex, parse_sidecar
@@ -79,9 +82,17 @@ class Model:
     """An onnxruntime session over an exported model, with checked inputs."""
 
     def __init__(
-        self, path: Path, session: Any, sidecar: SidecarIndex | None, initializers: dict[str, tuple[Any, Any]]
+        self,
+        path: Path,
+        session: Any,
+        sidecar: SidecarIndex | None,
+        initializers: dict[str, tuple[Any, Any]],
+        containers: Choice | None = None,
+        source: str | bytes | None = None,
     ) -> None:
         self.path, self.sidecar = path, sidecar
+        self.containers = containers or Choice("file")  # the weight containers in use on this host, and why
+        self._source = source if source is not None else str(path)  # what onnxruntime loaded: file, or rewritten graph
         # name -> (decoded array, OrtValue): the arrays must outlive the session, and ``kernels`` reuses them
         self._session, self._initializers = session, initializers
         self.inputs = [TensorInfo(i.name, tuple(i.shape), _NUMPY_TYPES.get(i.type)) for i in session.get_inputs()]
@@ -115,7 +126,7 @@ class Model:
         options = ort.SessionOptions()
         for name, (_, value) in self._initializers.items():  # the optimizer must see the decoded weights
             options.add_initializer(name, value)
-        return classify_kernels(optimized_graph(self.path, options))
+        return classify_kernels(optimized_graph(self._source, options))
 
     def run(self, inputs: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run on one array (single-input models) or a name → array mapping; returns every output."""
@@ -154,11 +165,15 @@ def load(
     allow_fallback: bool = False,
     session_options: Any = None,
     decode_threads: int = 1,
+    containers: str = "auto",
 ) -> Model:
     """Open ``path`` (standalone ``.onnx`` or a graph naming a sidecar) on ``device`` ("auto", "cpu" or "cuda").
 
     ``decode_threads`` threads share out the sidecar's chunks. One is the default: on the 2-core machine of
-    BENCHMARKS.md ("Sidecar format 2") two threads decoded the zstd-coded chunks more slowly than one."""
+    BENCHMARKS.md ("Sidecar format 2") two threads decoded the zstd-coded chunks more slowly than one.
+    ``containers`` picks the 8-bit weights' containers of a sidecar pair: ``auto`` (int8 where this host's u8×s8
+    kernels are exact, uint8 where they saturate; :mod:`runtime.containers`), ``int8`` or ``uint8``. A standalone
+    file runs as written."""
     import onnx
     import onnxruntime as ort
 
@@ -184,18 +199,62 @@ def load(
         )
     hollow = {i.name: i for i in graph.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
     sidecar: SidecarIndex | None = None
+    choice: Choice | None = None
     initializers: dict[str, tuple[Any, Any]] = {}
+    source: str | bytes = str(graph_path)
     if META_SIDECAR in meta:
-        sidecar, initializers = _attach_sidecar(graph_path, graph, meta, hollow, options, decode_threads)
+        sidecar, arrays = _attach_sidecar(graph_path, graph, meta, hollow, decode_threads)
+        records = {r.name: r for r in sidecar.records}
+        choice = choose(records, depthwise_weights(graph), providers, containers)
+        refine(choice, arrays, records)
+        arrays = apply(graph, arrays, choice)
+        if choice.switched:  # the rewritten graph, in memory (the file on disk is untouched)
+            source = _embedded(graph, arrays).SerializeToString()
+        for name, array in arrays.items():
+            value = ort.OrtValue.ortvalue_from_numpy(array)
+            options.add_initializer(name, value)
+            initializers[name] = (array, value)
     elif hollow:
         raise ToolchainError(
             f"{graph_path} has external initializers ({', '.join(sorted(hollow)[:3])}, ...) but names no sidecar"
         )
+    else:
+        choice = standalone(graph, depthwise_weights(graph), providers)
     try:
-        session = ort.InferenceSession(str(graph_path), options, providers=providers)
+        session = ort.InferenceSession(source, options, providers=providers)
     except Exception as e:
         raise ToolchainError(f"onnxruntime cannot load {graph_path}: {e}") from None
-    return Model(graph_path, session, sidecar, initializers)
+    return Model(graph_path, session, sidecar, initializers, choice, source)
+
+
+def _embedded(graph: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """``graph`` with the decoded tensors embedded in place of their external references: onnxruntime validates
+    external paths of a model given as bytes against its working directory (and crashed when pointed at the graph's
+    folder), so a rewritten graph carries its weights."""
+    import onnx
+
+    for init in graph.graph.initializer:
+        if init.name in arrays:
+            del init.external_data[:]
+            init.data_location = onnx.TensorProto.DEFAULT
+            init.raw_data = np.ascontiguousarray(arrays[init.name]).tobytes()
+    return graph
+
+
+def depthwise_weights(graph: Any) -> set[str]:
+    """Names of the weights that a depthwise convolution reads through its ``DequantizeLinear`` (one input channel
+    per group): onnxruntime's depthwise kernel widens before multiplying, so int8 is exact there on every host."""
+    dequantized = {n.output[0]: n.input[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    shapes = {i.name: tuple(i.dims) for i in graph.graph.initializer}
+    out = set()
+    for node in graph.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in dequantized:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        weight = dequantized[node.input[1]]
+        if group > 1 and len(shapes.get(weight, ())) > 1 and shapes[weight][1] == 1:
+            out.add(weight)
+    return out
 
 
 def _sidecar_path(graph_path: Path, name: str) -> Path:
@@ -342,10 +401,10 @@ def _type_name(code: int) -> str:
 
 
 def _attach_sidecar(
-    graph_path: Path, graph: Any, meta: dict[str, str], hollow: dict[str, Any], options: Any, decode_threads: int
-) -> tuple[SidecarIndex, dict[str, tuple[Any, Any]]]:
+    graph_path: Path, graph: Any, meta: dict[str, str], hollow: dict[str, Any], decode_threads: int
+) -> tuple[SidecarIndex, dict[str, np.ndarray]]:
+    """The sidecar's index and its decoded containers by name, after every check of steps 2–4 (module docstring)."""
     import onnx
-    import onnxruntime as ort
 
     path = _sidecar_path(graph_path, meta[META_SIDECAR])
     data = _read_verified(path, meta.get(META_SIDECAR_SHA256, "").lower(), graph_path.name)
@@ -363,23 +422,20 @@ def _attach_sidecar(
                 f"{_type_name(init.data_type)} {list(init.dims)}"
             )
     check_weight_scales(graph, records)
-    initializers = {}
-    for record, array in zip(index.records, index.decode_all(decode_threads)):
-        value = ort.OrtValue.ortvalue_from_numpy(array)
-        options.add_initializer(record.name, value)
-        initializers[record.name] = (array, value)
-    return index, initializers
+    return index, {r.name: array for r, array in zip(index.records, index.decode_all(decode_threads))}
 
 
-def materialize(path: str | os.PathLike[str]) -> Any:
-    """The model at ``path`` as one standalone ``onnx.ModelProto`` (sidecar tensors embedded), for diagnostics
-    and conversion; the sidecar goes through every check of :func:`load`."""
+def materialize(path: str | os.PathLike[str], containers: str = "auto") -> Any:
+    """The model at ``path`` as one standalone ``onnx.ModelProto`` (sidecar tensors embedded, in the containers
+    ``containers`` picks, as :func:`load`), for diagnostics and conversion; the sidecar goes through every check of
+    :func:`load`."""
     import onnx
 
-    model = load(path)  # all checks, and a proof that the pair loads
+    model = load(path, containers=containers)  # all checks, and a proof that the pair loads
     if model.sidecar is None:
         return onnx.load(str(model.path))
-    graph = onnx.load(str(model.path), load_external_data=False)
+    source = model._source
+    graph = onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(source, load_external_data=False)
     for init in graph.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             array = model._initializers[init.name][0]  # decoded and checked by load()

@@ -28,7 +28,7 @@ import torch
 from runtime import ToolchainError, atomic_write_text
 
 from .config import Config, TrainConfig, opt
-from .exporting import INT8_WEIGHTS_HELP
+from .exporting import UINT8_WEIGHTS_HELP
 from .pruning.recipe import PruneConfig, PruneRecipe
 from .quant.qat import QATConfig, QATRecipe
 from .training.distributed import init_distributed, shutdown_distributed
@@ -52,7 +52,7 @@ class CompressConfig(PruneConfig, QATConfig):
     epochs: int = opt(3, "quant-aware training epochs")
     lr: float = opt(0.01, "quant-aware training peak learning rate")
     codecs: str = opt("", "comma-separated weight codecs the sidecar may use (default: all)")
-    int8_weights: bool = opt(False, INT8_WEIGHTS_HELP)
+    uint8_weights: bool = opt(False, UINT8_WEIGHTS_HELP)
     out_dir: str = opt("runs/compress", "output folder: float/, prune/, qat/, export/, summary.json")
     log_every: int = opt(10, "write a step record every N steps")
 
@@ -207,7 +207,7 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
         codecs = tuple(c.strip() for c in config.codecs.split(",") if c.strip()) or None
         # the checkpoints are this run's own, built from the factory the user named
         summary = export_checkpoint(
-            qat_ckpt, out / "export", codecs=codecs, trusted_model=config.model, int8_weights=config.int8_weights
+            qat_ckpt, out / "export", codecs=codecs, trusted_model=config.model, uint8_weights=config.uint8_weights
         )
         report = verify(
             exported,
@@ -243,7 +243,7 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
             lambda: train(prune_cfg, resume=True, progress=progress, recipe=PruneRecipe(prune_cfg)),
         ),
         "qat": (qat_cfg, lambda: train(qat_cfg, resume=True, progress=progress, recipe=QATRecipe(qat_cfg))),
-        "export": ({"qat": qat_cfg, "codecs": config.codecs, "int8_weights": config.int8_weights}, main_only(export)),
+        "export": ({"qat": qat_cfg, "codecs": config.codecs, "uint8_weights": config.uint8_weights}, main_only(export)),
     }
     results: dict[str, Any] = {}
     for i, (name, (phase_config, work)) in enumerate(phases.items(), start=1):
@@ -260,10 +260,19 @@ def _describe(name: str, c: CompressConfig) -> str:
     descriptions = {
         "float": f"{'training' if c.trains_float else 'evaluating'} {c.model} on {c.data}",
         "prune": f"{c.method}, r={c.ratio:g} ({c.scope}), protect {c.protect or 'nothing'}, {c.prune_epochs} epochs",
-        "qat": f"W{c.wbits}A{c.abits}, reg={c.reg} (λ={c.lam:g}), {c.epochs} epochs, pruned weights kept at 0",
+        "qat": f"W{c.wbits}A{c.abits}, reg={c.reg}{_regularizer(c)}, steps by {c.steps_by}, {c.epochs} epochs, "
+        "pruned weights kept at 0",
         "export": "standalone graph + compressed sidecar, onnxruntime accuracy, compression accounting",
     }
     return descriptions[name]
+
+
+def _regularizer(c: CompressConfig) -> str:
+    if c.reg == "none":
+        return ""
+    start = f"{c.alpha_below:g} e-folds below balance" if c.alpha_below else "at balance"
+    moved = f", α by {c.alpha_update}" if c.reg == "msqe" else ""
+    return f" (λ={c.lam:g}, α from {start}{moved})"
 
 
 def _metric(result: dict[str, Any]) -> str:

@@ -38,13 +38,32 @@ __all__ = [
     "add_config_arguments",
     "config_from_args",
     "dumps_toml",
+    "given_fields",
 ]
 
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 VERSION_KEY = "config_version"
+
+
+def _defaults_before_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """2 → 3 changed the quant-aware defaults (λ 1e-3 → 1, α at balance in the optimizer → rising by its own steps,
+    task-learned steps → ``auto``): a quant-aware configuration saved without one of them ran with the old value.
+    And 8-bit weights became int8 by default: ``int8_weights`` (False: uint8) became ``uint8_weights``."""
+    data = dict(data)
+    if "int8_weights" in data:
+        data["uint8_weights"] = not data.pop("int8_weights")
+    if "reg" not in data:  # not a quant-aware configuration
+        return data
+    old = {"lam": 1e-3, "alpha_start": 0.0, "alpha_update": "optimizer", "step_rule": "task"}
+    return {**old, **data}
+
+
 # version v → v + 1, applied to the saved dict before it is read. 1 → 2 only added the version: the fields then were
 # the fields now (fields added since take their defaults).
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: lambda data: data}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: lambda data: data,
+    2: _defaults_before_v3,
+}
 
 
 class ConfigError(ToolchainError, ValueError):
@@ -253,6 +272,17 @@ def config_from_args(cls: type[Config], args: argparse.Namespace, **fixed: Any) 
             continue
         changes[f.name] = {**getattr(base, f.name), **_parse_key_values(value)} if isinstance(value, list) else value
     return base.replace(**changes, **fixed)
+
+
+def given_fields(cls: type[Config], args: argparse.Namespace) -> set[str]:
+    """The fields that the command line or its ``--config`` file set (the rest hold their defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {name for name in names if getattr(args, name, None) is not None}
+    if getattr(args, "config", None):  # read (and checked) by config_from_args first
+        p = Path(args.config)
+        text = p.read_text(encoding="utf-8")
+        given |= names & set(json.loads(text) if p.suffix == ".json" else tomllib.loads(text))
+    return given
 
 
 @dataclasses.dataclass(frozen=True)

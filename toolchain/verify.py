@@ -62,6 +62,7 @@ class Report:
     divergence: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     providers: list[str] = field(default_factory=list)
+    containers: str = ""  # the weight containers runtime.load chose for this host, and why
 
     @property
     def ok(self) -> bool:
@@ -135,12 +136,17 @@ def verify(
     thresholds: Thresholds = Thresholds(),
     progress: bool = True,
     trusted_model: str | None = None,
+    containers: str = "auto",
 ) -> Report:
-    model = runtime.load(model_path, device, allow_fallback=allow_fallback)
+    model = runtime.load(model_path, device, allow_fallback=allow_fallback, containers=containers)
     restored = restore(qat, trusted_model=trusted_model, data=data, data_dir=data_dir) if qat else None
     config = restored.config if restored else _recorded_config(model, data, data_dir)
     bundle = restored.bundle if restored else load_bundle(config)
     report = Report(str(model_path), bundle.name, bundle.task, providers=model.providers)
+    report.containers = model.containers.summary()
+    warning = model.containers.warning()
+    if warning:  # a standalone int8 file on a CPU whose u8×s8 kernels saturate
+        report.failures.append(warning)
     key = TASKS[bundle.task].headline
     logits: list[torch.Tensor] = []
     report.metrics["onnxruntime"] = evaluate(

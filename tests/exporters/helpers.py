@@ -15,6 +15,7 @@ from exporters import build_graph
 from exporters.graph import BuiltGraph
 from exporters.reference import folded_model
 from models import create_model, get_model_spec
+from runtime.containers import u8s8_exact
 from tests.conftest import warm
 from toolchain.agreement import compare, output_step
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
@@ -44,11 +45,17 @@ def run_ort(path_or_bytes, x: np.ndarray, options: ort.SessionOptions | None = N
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-def exported_and_agreeing(gm: fx.GraphModule, shape: tuple[int, ...] = (64, 1, 8, 8)) -> BuiltGraph:
+def exported_and_agreeing(
+    gm: fx.GraphModule, shape: tuple[int, ...] = (64, 1, 8, 8), uint8_weights: bool | None = None
+) -> BuiltGraph:
     """The graph of ``gm`` on a random batch of ``shape``, checked by ONNX and agreeing with its PyTorch reference
-    (``exporters.reference.folded_model``) within ±1 output step."""
+    (``exporters.reference.folded_model``) within ±1 output step. 8-bit weights are int8, as exported by default,
+    on hosts whose onnxruntime sums u8×s8 exactly, and uint8 where it saturates (``uint8_weights`` None: as the
+    runtime would choose, by its probe), so that the check holds on either kind of CPU."""
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(7))
-    built = build_graph(gm, x)
+    if uint8_weights is None:
+        uint8_weights = not u8s8_exact()
+    built = build_graph(gm, x, uint8_weights=uint8_weights)
     onnx.checker.check_model(built.model, full_check=True)
     with torch.no_grad():
         reference = folded_model(gm, built)(x).numpy()

@@ -108,12 +108,14 @@ def test_graph_follows_the_qdq_conventions() -> None:
     for node in proto.graph.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
-    for w in weights:
-        # int8 containers, except 8-bit weights outside depthwise layers: uint8 with zero-point 128 (folding)
-        assert inits[w.name].data_type == (onnx.TensorProto.UINT8 if w.zero_point else onnx.TensorProto.INT8)
+    # int8 containers by default; with uint8_weights, 8-bit weights outside depthwise layers are uint8 with
+    # zero-point 128 (folding.container_zero_point)
+    uint8 = build_graph(gm, sample("mobilenet_v2_tiny", 2), uint8_weights=True).weights
+    for w, u in zip(weights, uint8):
+        assert inits[w.name].data_type == onnx.TensorProto.INT8 and w.zero_point == 0
         layer = gm.get_submodule(w.name.removesuffix(".weight"))
         depthwise = 1 < getattr(layer, "groups", 1) == layer.in_channels == layer.out_channels
-        assert w.zero_point == (128 if w.bits == 8 and not depthwise else 0)
+        assert u.zero_point == (128 if w.bits == 8 and not depthwise else 0)
         users = consumers[w.name]
         assert [u.op_type for u in users] == ["DequantizeLinear"]  # no Q or Clip on constant weights
         assert {a.name: a.i for a in users[0].attribute}.get("axis", 0) == 0
@@ -281,7 +283,7 @@ def test_sidecar_artefact_holds_the_standalone_weights(tmp_path: Path) -> None:
         assert not entry.raw_data and entry.data_location == onnx.TensorProto.EXTERNAL
         assert list(entry.dims) == list(record.shape)
         assert entry.data_type == onnx.helper.np_dtype_to_tensor_dtype(np.dtype(record.dtype))
-    assert {r.dtype for r in index.records} == {"int8", "uint8"}  # 4-bit inner layers, 8-bit first and last
+    assert {r.dtype for r in index.records} == {"int8"}  # 4-bit inner layers, 8-bit first and last: int8 by default
     assert result.sidecar.stat().st_size < sum(full[r.name].size for r in index.records)  # coded < int8 levels
 
     onnx.checker.check_model(str(result.graph), full_check=True)

@@ -10,7 +10,10 @@ import torch.nn.functional as F
 from exporters import build_graph
 from exporters.deconv import subpixel_supported, subpixel_weights
 from exporters.folding import container_multiplier, container_zero_point
-from tests.exporters.helpers import exported_and_agreeing, prepared, sample
+from exporters.reference import folded_model
+from runtime.containers import u8s8_exact
+from tests.exporters.helpers import exported_and_agreeing, prepared, run_ort, sample
+from toolchain.agreement import compare, output_step
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
 
@@ -24,8 +27,8 @@ def test_container_multiplier_keeps_levels_within_63(bits: int) -> None:
 @pytest.mark.parametrize("bits", range(2, 9))
 def test_containers_past_63_are_uint8(bits: int) -> None:
     top = container_multiplier(bits) * (2 ** (bits - 1) - 1)
-    assert container_zero_point(bits) == (128 if top > 63 else 0)
-    assert container_zero_point(bits, int8=True) == 0  # depthwise layers, and --int8-weights
+    assert container_zero_point(bits, uint8=True) == (128 if top > 63 else 0)  # --uint8-weights
+    assert container_zero_point(bits) == 0  # the default, as quantize_static and TensorRT
 
 
 def test_8_bit_weights_at_full_range_run_exactly_in_onnxruntime_integer_kernels() -> None:
@@ -45,12 +48,17 @@ def test_8_bit_weights_at_full_range_run_exactly_in_onnxruntime_integer_kernels(
             conv.bias.zero_()
     gm = prepare_qat(model, QuantConfig(wbits=8, abits=8))
     calibrate(gm, [torch.rand(8, 8, 8, 8) + 0.5 for _ in range(2)])
-    built = exported_and_agreeing(gm.eval(), (16, 8, 8, 8))
+    built = exported_and_agreeing(gm.eval(), (16, 8, 8, 8), uint8_weights=True)  # exact on every host
     assert [w.zero_point for w in built.weights] == [128, 0, 128]
     assert all(np.abs(w.levels).max() == 127 for w in built.weights)
-    # --int8-weights: every container int8, for deployments where u8×s8 is exact (VNNI CPUs, GPUs)
-    fast = build_graph(gm, torch.rand(2, 8, 8, 8), int8_weights=True)
+    # The default: every container int8, as quantize_static and TensorRT; exact where the probe says u8×s8 is
+    fast = build_graph(gm, torch.rand(2, 8, 8, 8))
     assert [w.zero_point for w in fast.weights] == [0, 0, 0]
+    x = torch.rand(16, 8, 8, 8) + 0.5
+    with torch.no_grad():
+        reference = folded_model(gm, fast)(x).numpy()
+    saturating = compare(reference, run_ort(fast.model.SerializeToString(), x.numpy()), output_step(gm))
+    assert saturating.ok() == u8s8_exact()  # the probe tells this host's kernels apart on a real model
     assert all(
         np.array_equal(a.float_weight(), b.float_weight()) for a, b in zip(fast.layers.values(), built.layers.values())
     )

@@ -316,9 +316,11 @@ def test_exported_pairs_pass_the_scale_check_at_2_and_8_bits(tmp_path: Path) -> 
     accepts what is exported."""
     for wbits in (2, 8):
         result = export_model(
-            prepared("resnet20_tiny", wbits=wbits), sample("resnet20_tiny", 2), tmp_path / f"w{wbits}"
-        )
+            prepared("resnet20_tiny", wbits=wbits), sample("resnet20_tiny", 2), tmp_path / f"w{wbits}",
+            uint8_weights=True,
+        )  # fmt: skip
         assert result.graph is not None
-        model = runtime.load(result.graph)
+        model = runtime.load(result.graph, containers="uint8")  # as written: no container switched at load
+        assert not model.containers.switched
         dtypes = {a.dtype for a in model.weights().values()}  # first and last layers are 8-bit at either width
         assert dtypes == ({np.dtype(np.int8), np.dtype(np.uint8)} if wbits == 2 else {np.dtype(np.uint8)})

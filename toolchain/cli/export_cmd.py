@@ -23,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..exporting import INT8_WEIGHTS_HELP
+from ..exporting import UINT8_WEIGHTS_HELP
 from .options import add_out_dir, add_trusted_model
 
 HELP = "export a quantized checkpoint to QDQ ONNX (standalone + sidecar) and check it in onnxruntime"
@@ -40,11 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--codecs",
         help="comma-separated weight codecs the sidecar may use (default: all; see docs/sidecar.md), e.g. huffman",
     )
-    p.add_argument(
-        "--int8-weights",
-        action="store_true",
-        help=INT8_WEIGHTS_HELP,
-    )
+    p.add_argument("--uint8-weights", action="store_true", help=UINT8_WEIGHTS_HELP)
+    p.add_argument("--int8-weights", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     add_trusted_model(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
 
@@ -63,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         check_batch=args.check_batch,
         codecs=tuple(c.strip() for c in args.codecs.split(",")) if args.codecs else None,
         trusted_model=args.model,
-        int8_weights=args.int8_weights,
+        uint8_weights=args.uint8_weights,
     )
     agreement, with_qat = summary["agreement"], summary["agreement_with_qat"]
     if args.json:

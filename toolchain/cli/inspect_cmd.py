@@ -21,11 +21,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .options import add_containers
+
 HELP = "show an exported model's compression (per tensor and total) and the kernels onnxruntime runs"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="exported .onnx (standalone, or graph naming its sidecar)")
+    add_containers(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -34,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from runtime.accounting import account
     from runtime.kernels import describe_kernels
 
-    model = runtime.load(args.model)
+    model = runtime.load(args.model, containers=args.containers)
     kernels = model.kernels()
+    choice = model.containers
     accounting = account(model) if model.sidecar is not None else None
     summary: dict[str, Any] = {
         "model": str(model.path),
@@ -43,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         "bytes": model.path.stat().st_size,
         "compression": accounting.to_dict() if accounting else None,
         "kernels": kernels,
+        "containers": {"summary": choice.summary(), "switched": choice.switched, "at_risk": choice.at_risk},
     }
     if args.json:
         print(json.dumps(summary))
@@ -53,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("standalone graph: compression accounting needs the graph + sidecar pair (model.compressed.onnx)")
     print(describe_kernels(kernels))
+    print(choice.summary())
+    if choice.warning():
+        print(f"warning: {choice.warning()}")
     return 0
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..progress import bar_disable
-from .options import add_device, add_out_dir
+from .options import add_containers, add_device, add_out_dir
 
 HELP = "run an exported model on images: top-k classes, or upscaled images (super-resolution)"
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -33,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per onnxruntime call (default: 32)")
     add_device(p, "onnxruntime")
     p.add_argument("--allow-cpu-fallback", action="store_true", help="run on CPU when CUDA is not available")
+    add_containers(p)
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
 
 
@@ -72,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top < 1 or args.batch_size < 1:
         raise ToolchainError("--top and --batch-size must be at least 1")
-    model = runtime.load(args.model, args.device, allow_fallback=args.allow_cpu_fallback)
+    model = runtime.load(args.model, args.device, allow_fallback=args.allow_cpu_fallback, containers=args.containers)
+    if model.containers.warning():
+        print(f"warning: {model.containers.warning()}", file=sys.stderr)
     meta = json.loads(model.metadata.get(META_CONFIG, "{}"))
     spec, task = meta.get("preprocess") or {}, meta.get("task", "classification")
     if not spec:

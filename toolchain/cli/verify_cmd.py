@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_device, add_trusted_model
+from .options import add_containers, add_device, add_trusted_model
 
 HELP = "accuracy and agreement of an exported model in onnxruntime vs PyTorch; non-zero exit on a missed threshold"
 
@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="required share of outputs within ±1 step of the PyTorch model of the export (default: 0.999)",
     )
     add_trusted_model(p, "with --qat/--float: ")
+    add_containers(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -70,11 +71,13 @@ def run(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         progress=not args.json,
         trusted_model=args.model,
+        containers=args.containers,
     )
     if args.json:
         print(report.to_json())
         return 0 if report.ok else 1
     print(f"{report.model} on {report.data} ({report.task}), onnxruntime providers: {', '.join(report.providers)}")
+    print(report.containers)
     keys = [k for k in ("top1", "top5", "psnr", "ssim") if k in report.metrics["onnxruntime"]]
     print(f"{'model':<14}" + "".join(f"{k:>10}" for k in keys) + f"{'n':>8}")
     for name, m in report.metrics.items():
