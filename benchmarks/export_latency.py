@@ -1,12 +1,17 @@
 """onnxruntime CPU latency of our QDQ export vs FP32, onnxruntime's quantize_static and Brevitas QCDQ, in one run.
 
-For each model, four ONNX files of the same network are built:
+For each model and each weight width of --wbits, these sessions of the same network are built:
   fp32       torch.onnx.export of the float model
-  ours       `exporters.export_model` of the model prepared at W8A8 and calibrated (post-training) on crops of
-             scikit-image's photos (the `photos` data set); weight bits set by --wbits
   ort_static onnxruntime.quantization.quantize_static on the fp32 file: QDQ, per-channel, U8 activations,
              S8 weights, calibrated on the same crops
-  brevitas   brevitas.export.export_onnx_qcdq of the same prepared model
+  ours       the standalone file of `exporters.export_model` (int8 weight containers, the default) of the model
+             prepared at W{wbits}A8 and calibrated (post-training) on crops of scikit-image's photos (`photos`)
+  ours_uint8 the same, exported with --uint8-weights (8-bit weights as uint8, zero-point 128)
+  ours_pair  the graph + sidecar pair of the same export, opened by `runtime.load` (containers chosen for this host)
+  brevitas   brevitas.export.export_onnx_qcdq of the same prepared model (unless --no-brevitas)
+
+The report records the CPU (model name and ISA flags) and the runtime's saturation probe, since the fastest exact
+kernels differ between AVX2-only and VNNI CPUs (runtime.containers).
 
 Sessions: 2 intra-op threads, intra-op spinning off, all graph optimizations. After warm-up the sessions are run
 interleaved, run by run (A/B/C/D/A/B/...), and the 10th percentile and median of each are reported with ratios.
@@ -14,6 +19,8 @@ The number of convolutions onnxruntime fused into integer kernels, the float one
 recorded too, and top-1 agreement with the float model on 64 other random crops of the photos.
 
   python benchmarks/export_latency.py --runs 100 --out benchmarks/results/export_latency.json
+  python benchmarks/export_latency.py --models mobilenet_v2 --wbits 8 4 --runs 60 --no-brevitas \\
+      --out benchmarks/results/export_latency_containers.json
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from benchmarks.common import save_report
+import runtime
+from benchmarks.common import cpu_facts, save_report
 from runtime.latency import race, timing_session
 
 warnings.filterwarnings("ignore")
@@ -53,7 +61,7 @@ def _build(
     model = create_model(name).eval()
     if weights:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    paths = {k: folder / f"{name}_{k}.onnx" for k in ("fp32", "ours", "ort_static", "brevitas")}
+    paths = {k: folder / f"{name}_{k}.onnx" for k in ("fp32", "ours", "ours_uint8", "ort_static", "brevitas")}
     torch.onnx.export(
         model,
         calib[:1],
@@ -69,6 +77,8 @@ def _build(
     gm.eval()
     result = export_model(gm, calib[:2], folder, f"{name}_ours_w{wbits}")
     result.standalone.rename(paths["ours"])
+    uint8 = export_model(gm, calib[:2], folder, f"{name}_ours_uint8_w{wbits}", sidecar=False, uint8_weights=True)
+    uint8.standalone.rename(paths["ours_uint8"])
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -95,7 +105,8 @@ def _build(
         export_onnx_qcdq(gm, x, export_path=str(paths[f"brevitas_b{batch}"]), opset_version=17)
     sizes = {f"{k}_bytes": p.stat().st_size for k, p in paths.items()}
     assert result.graph is not None and result.sidecar is not None
-    sizes["ours_compressed_bytes"] = result.graph.stat().st_size + result.sidecar.stat().st_size
+    sizes["ours_pair_bytes"] = result.graph.stat().st_size + result.sidecar.stat().st_size
+    paths["ours_pair"] = result.graph
     return paths, sizes
 
 
@@ -108,7 +119,19 @@ def _race(sessions: dict[str, ort.InferenceSession], x: np.ndarray, runs: int, w
     out = race(sessions, x, runs, warmup)
     for k in out:
         out[k]["vs_ort_static_median"] = out[k]["median_ms"] / out["ort_static"]["median_ms"]
+        out[k]["vs_ort_static_p10"] = out[k]["p10_ms"] / out["ort_static"]["p10_ms"]
     return out
+
+
+def _open(key: str, path: Path) -> tuple[ort.InferenceSession, str]:
+    """A timing session; the pair through ``runtime.load`` (which picks its containers), with the same settings."""
+    if key != "ours_pair":
+        return _session(path), ""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    model = runtime.load(path, session_options=options)
+    return model.session, model.containers.summary()
 
 
 def main() -> int:
@@ -119,7 +142,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--wbits", type=int, default=8)
+    p.add_argument("--wbits", type=int, nargs="+", default=[8])
     p.add_argument("--models", nargs="+", default=["mobilenet_v2", "shufflenet_v2_x1_0"])
     p.add_argument("--out", type=Path)
     p.add_argument("--no-brevitas", action="store_true", help="skip Brevitas's export (it needs onnxscript)")
@@ -132,6 +155,7 @@ def main() -> int:
     weights = {"mobilenet_v2": str(imagenet_mobilenet_v2_path())}
     report: dict = {
         "versions": {"onnxruntime": ort.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "cpu": cpu_facts(),
         "threads": 2,
         "runs": args.runs,
         "wbits": args.wbits,
@@ -139,13 +163,15 @@ def main() -> int:
     }
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models:
+        for name, wbits in ((n, w) for n in args.models for w in args.wbits):
             t0 = time.time()
-            paths, sizes = _build(name, weights.get(name), args.wbits, Path(tmp), calib, args.batches,
+            paths, sizes = _build(name, weights.get(name), wbits, Path(tmp) / f"w{wbits}", calib, args.batches,
                                   not args.no_brevitas)  # fmt: skip
-            sessions = {k: _session(v) for k, v in paths.items()}
+            opened = {k: _open(k, v) for k, v in paths.items()}
+            sessions = {k: s for k, (s, _) in opened.items()}
             entry: dict = {"weights": "ImageNet (torchvision)" if name in weights else "random", **sizes}
-            entry["kernels"] = {k: classify_kernels(optimized_graph(v)) for k, v in paths.items()}
+            entry["pair_containers"] = opened["ours_pair"][1]
+            entry["kernels"] = {k: classify_kernels(optimized_graph(v)) for k, v in paths.items() if k != "ours_pair"}
             ref = sessions["fp32"].run(None, {"input": test.numpy()})[0].argmax(1)
             entry["top1_agreement_with_fp32"] = {
                 k: float(np.mean([_top1(s, test[i : i + 1].numpy()) == ref[i] for i in range(len(test))]))
@@ -160,7 +186,7 @@ def main() -> int:
                 entry[f"batch{batch}"] = _race(racing, x, args.runs)
                 print(name, batch, json.dumps(entry[f"batch{batch}"], indent=None), flush=True)
             entry["wall_s"] = time.time() - t0
-            report["models"][name] = entry
+            report["models"][f"{name}_w{wbits}"] = entry
     return save_report(report, args.out, start)
 
 

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from .errors import ToolchainError
-from .levels import from_container
 from .session import META_SIDECAR, Model, _sidecar_path, load
 
 __all__ = ["Accounting", "TensorAccount", "account", "entropy_bits"]
@@ -133,10 +132,10 @@ def account(model: str | os.PathLike[str] | Model) -> Accounting:
             f"{model.path} is a standalone graph; compression accounting needs the graph + sidecar pair "
             "(model.compressed.onnx)"
         )
-    weights = model.weights()
+    all_levels = model.levels()
     tensors = []
     for r in model.sidecar.records:
-        levels = from_container(weights[r.name], r.multiplier, r.zero_point)
+        levels = all_levels[r.name]
         tensors.append(
             TensorAccount(
                 r.name,

@@ -104,6 +104,11 @@ class Model:
         return list(self._session.get_providers())
 
     @property
+    def session(self) -> Any:
+        """The ``onnxruntime.InferenceSession`` (for timing and for callers that feed it directly)."""
+        return self._session
+
+    @property
     def metadata(self) -> dict[str, str]:
         return dict(self._session.get_modelmeta().custom_metadata_map)
 
@@ -116,6 +121,17 @@ class Model:
             view.flags.writeable = False
             out[name] = view
         return out
+
+    def levels(self) -> dict[str, np.ndarray]:
+        """The integer weight levels ``q`` (int8) of a sidecar pair, by name, whichever container this host got."""
+        from .levels import from_container
+
+        assert self.sidecar is not None, "levels() needs a graph + sidecar pair"
+        records = {r.name: r for r in self.sidecar.records}
+        return {
+            name: from_container(array, records[name].multiplier, 128 if array.dtype == np.uint8 else 0)
+            for name, (array, _) in self._initializers.items()
+        }
 
     def kernels(self) -> dict[str, dict[str, int]]:
         """The fixed-point check: integer and float kernels in onnxruntime's optimized graph of this model."""

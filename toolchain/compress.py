@@ -52,6 +52,11 @@ class CompressConfig(PruneConfig, QATConfig):
     epochs: int = opt(3, "quant-aware training epochs")
     lr: float = opt(0.01, "quant-aware training peak learning rate")
     codecs: str = opt("", "comma-separated weight codecs the sidecar may use (default: all)")
+    max_float_drop: float = opt(
+        10.0,
+        "fail (non-zero exit) when the export's headline metric (top-1 points, PSNR dB) lands more than this below "
+        "the float model's",
+    )
     uint8_weights: bool = opt(False, UINT8_WEIGHTS_HELP)
     out_dir: str = opt("runs/compress", "output folder: float/, prune/, qat/, export/, summary.json")
     log_every: int = opt(10, "write a step record every N steps")
@@ -60,6 +65,7 @@ class CompressConfig(PruneConfig, QATConfig):
         super().__post_init__()
         self._check(self.float_epochs >= 1, f"float_epochs must be ≥ 1, got {self.float_epochs}")
         self._check(self.prune_epochs >= 0, f"prune_epochs must be ≥ 0, got {self.prune_epochs}")
+        self._check(self.max_float_drop >= 0, f"max_float_drop must be ≥ 0, got {self.max_float_drop}")
 
     @property
     def trains_float(self) -> bool:
@@ -85,7 +91,7 @@ class CompressConfig(PruneConfig, QATConfig):
             return _project(
                 self,
                 PruneConfig,
-                epochs=self.prune_epochs,
+                epochs=self.prune_epochs if self.ratio > 0 else 0,  # nothing to prune: no training either
                 lr=self.prune_lr,
                 float_checkpoint=start,
                 teacher=teacher,
@@ -251,15 +257,33 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
         results[name] = _run_phase(out / name, phase_config, work, log, env)
     if not env.is_main:
         return {}
+    results["failures"] = _failures(config, results)
     atomic_write_text(out / "summary.json", json.dumps(results, indent=2, default=str))
     results["report"] = str(write_report(out, config, results, summary_table(config, results)))
     return results
 
 
+def _failures(config: CompressConfig, results: dict[str, Any]) -> list[str]:
+    """What makes ``compress`` exit non-zero: verify's failures, and an export far below its float model."""
+    failures = list(results["export"]["verify_failures"])
+    base, got = headline(results["float"]), headline(results["export"]["onnxruntime"])
+    if base and got and base[1] - got[1] > config.max_float_drop:
+        failures.append(
+            f"the export's {got[0]} is {got[1]:.2f}, {base[1] - got[1]:.2f} below the float model's {base[1]:.2f} "
+            f"(allowed: --max-float-drop {config.max_float_drop:g})"
+        )
+    return failures
+
+
 def _describe(name: str, c: CompressConfig) -> str:
+    prune = (
+        f"{c.method}, r={c.ratio:g} ({c.scope}), protect {c.protect or 'nothing'}, {c.prune_epochs} epochs"
+        if c.ratio > 0
+        else "nothing to prune (--ratio 0): the float weights pass through untrained"
+    )
     descriptions = {
         "float": f"{'training' if c.trains_float else 'evaluating'} {c.model} on {c.data}",
-        "prune": f"{c.method}, r={c.ratio:g} ({c.scope}), protect {c.protect or 'nothing'}, {c.prune_epochs} epochs",
+        "prune": prune,
         "qat": f"W{c.wbits}A{c.abits}, reg={c.reg}{_regularizer(c)}, steps by {c.steps_by}, {c.epochs} epochs, "
         "pruned weights kept at 0",
         "export": "standalone graph + compressed sidecar, onnxruntime accuracy, compression accounting",

@@ -17,6 +17,7 @@ Every phase is resumable: run the same command again after an interruption. Othe
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "the main job on the embedded digits data: float -> prune -> QAT -> compressed export -> verify"
 
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         lam=args.lam,
     )
     results = compress(config, progress=args.progress)
-    if results:  # empty on a torchrun worker: the main process reports
-        print_results(config, results)
-    return 0
+    if not results:  # empty on a torchrun worker: the main process reports
+        return 0
+    print_results(config, results)
+    for failure in results["failures"]:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if results["failures"] else 0
