@@ -165,8 +165,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, wbits in ((n, w) for n in args.models for w in args.wbits):
             t0 = time.time()
-            paths, sizes = _build(name, weights.get(name), wbits, Path(tmp) / f"w{wbits}", calib, args.batches,
-                                  not args.no_brevitas)  # fmt: skip
+            folder = Path(tmp) / f"{name}_w{wbits}"
+            folder.mkdir()
+            paths, sizes = _build(name, weights.get(name), wbits, folder, calib, args.batches, not args.no_brevitas)
             opened = {k: _open(k, v) for k, v in paths.items()}
             sessions = {k: s for k, (s, _) in opened.items()}
             entry: dict = {"weights": "ImageNet (torchvision)" if name in weights else "random", **sizes}

@@ -70,7 +70,7 @@ def restore(path: str | Path, *, trusted_model: str | None = None, **data_overri
     changes = {k: v for k, v in data_overrides.items() if v is not None}
     config = config.replace(**changes, subset=None)
     bundle = load_bundle(config)
-    model = recipe_cls(config, float_weights=False).build(bundle, DistEnv(0, 1, 0, torch.device("cpu")))
+    model = recipe_cls(config, restoring=True).build(bundle, DistEnv(0, 1, 0, torch.device("cpu")))
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, ValueError) as e:

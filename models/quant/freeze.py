@@ -25,7 +25,7 @@ from runtime import ToolchainError
 from .prepare import QUANT_WEIGHT_TYPES, ActQuant, act_quantizers, weight_bits, weight_step
 from .quantizers import max_level, quantize_levels
 
-__all__ = ["FrozenAct", "FrozenModel", "FrozenWeight", "freeze"]
+__all__ = ["FrozenAct", "FrozenModel", "FrozenWeight", "following_bn", "freeze"]
 
 
 @dataclass
@@ -69,7 +69,8 @@ class FrozenModel:
 _KINDS = {"QuantConv2d": "conv", "QuantConvTranspose2d": "conv_transpose", "QuantLinear": "linear"}
 
 
-def _following_bn(gm: fx.GraphModule, name: str) -> tuple[str, nn.BatchNorm2d] | None:
+def following_bn(gm: fx.GraphModule, name: str) -> tuple[str, nn.BatchNorm2d] | None:
+    """The batch norm that alone reads layer ``name``'s output (the one ``freeze`` folds into it), if any."""
     for node in gm.graph.nodes:
         if node.op == "call_module" and node.target == name:
             users = list(node.users)
@@ -97,7 +98,7 @@ def freeze(model: fx.GraphModule) -> FrozenModel:
         c_out = w.shape[1] * layer.groups if kind == "conv_transpose" else w.shape[0]
         step_c = step.flatten().expand(c_out).clone() if step.numel() == 1 else step.flatten()
         bias = layer.bias.detach().float().cpu() if layer.bias is not None else None
-        bn = _following_bn(model, name)
+        bn = following_bn(model, name)
         bn_name = None
         if bn is not None:
             if kind != "conv":

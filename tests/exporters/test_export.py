@@ -20,13 +20,13 @@ from exporters import build_graph, export_model
 from exporters.artefacts import META_SIDECAR, META_SIDECAR_SHA256
 from exporters.reference import folded_model
 from models import get_model_spec, list_models
-from models.quant.prepare import ActQuant
 from runtime import ToolchainError
+from runtime.containers import u8s8_exact
 from runtime.kernels import classify_kernels, optimized_graph
 from runtime.sidecar import parse_sidecar
 from tests.conftest import sidecar_in, subprocess_env
 from tests.exporters.helpers import prepared, run_ort, sample
-from toolchain.agreement import compare, output_step
+from toolchain.agreement import compare, noise_floor, output_step
 from toolchain.quant import QuantConfig, calibrate, prepare_qat
 
 # Networks that amplify float noise: the MobileNetV3s with random weights. A relative jitter of 1e-6 at every
@@ -39,6 +39,9 @@ from toolchain.quant import QuantConfig, calibrate, prepare_qat
 # efficientnet_b0_small sits on the edge: the same jitter puts 1 of its 640 outputs 2 steps off (none at 1e-7), and
 # onnxruntime that same one, with int8 or uint8 weights alike (measured on this project's AVX2 machine).
 FLOAT_SENSITIVE = {"mobilenet_v3_tiny", "mobilenet_v3_small_small", "mobilenet_v3_large_small", "efficientnet_b0_small"}
+# Sensitive on some CPUs only: on the AVX512-VNNI machine its PyTorch model stays within ±1 step of itself under the
+# same jitter (640 of 640 outputs), so the sensitivity itself is not asserted; the bar is the measured floor still.
+ON_THE_EDGE = {"efficientnet_b0_small"}
 
 
 def _lane(name: str) -> object:
@@ -60,29 +63,16 @@ def _agreement(gm, built, source, x: torch.Tensor):
     return compare(reference, run_ort(source, x.numpy()), output_step(gm))
 
 
-@torch.no_grad()
-def _noise_floor(gm, built, x: torch.Tensor, eps: float = 1e-6):
-    """The PyTorch model of the export against itself with every activation quantizer's input scaled by
-    ``1 + U(-eps, eps)``: how far float-level differences alone move this network's outputs."""
-    reference = folded_model(gm, built)
-    clean = reference(x).numpy()
-    noise = torch.Generator().manual_seed(1)
-
-    def jitter(_module, args):
-        return (args[0] * (1 + (torch.rand(args[0].shape, generator=noise) * 2 - 1) * eps),)
-
-    hooks = [m.register_forward_pre_hook(jitter) for m in reference.modules() if isinstance(m, ActQuant)]
-    noisy = reference(x).numpy()
-    for hook in hooks:
-        hook.remove()
-    return compare(clean, noisy, output_step(gm))
+def _noise_floor(gm, built, x: torch.Tensor):
+    """The PyTorch model of the export against itself under a 1e-6 relative jitter (toolchain.agreement)."""
+    return noise_floor(folded_model(gm, built), x, output_step(gm))
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_every_registry_model_exports_fuses_and_agrees(name: str) -> None:
     gm = prepared(name)
     x = sample(name, 64 if get_model_spec(name).input_size <= 32 else 4, seed=7)  # ≥ 640 outputs to compare
-    built = build_graph(gm, x, name)
+    built = build_graph(gm, x, name, uint8_weights=not u8s8_exact())  # the containers runtime.load would pick
     proto, weights = built.model, built.weights
     onnx.checker.check_model(proto, full_check=True)
     kernels = classify_kernels(optimized_graph(proto.SerializeToString()))
@@ -92,7 +82,8 @@ def test_every_registry_model_exports_fuses_and_agrees(name: str) -> None:
     agreement = _agreement(gm, built, proto.SerializeToString(), x)
     if name in FLOAT_SENSITIVE:
         floor = _noise_floor(gm, built, x)
-        assert floor.within_one < 0.999, f"no longer sensitive to float noise ({floor}): drop it from FLOAT_SENSITIVE"
+        if name not in ON_THE_EDGE:
+            assert floor.within_one < 0.999, f"no longer sensitive to float noise ({floor}): drop it from the set"
         assert agreement.within_one >= floor.within_one, (agreement, floor)
         return
     assert agreement.ok(0.999), agreement

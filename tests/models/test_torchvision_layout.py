@@ -112,7 +112,7 @@ def test_imagenet_mobilenet_v2_post_training_quantization_keeps_the_cat(imagenet
     from toolchain.training.distributed import DistEnv
     from toolchain.training.loop import load_bundle
 
-    qat = QATRecipe(config, float_weights=False).build(load_bundle(config), DistEnv(0, 1, 0, torch.device("cpu")))
+    qat = QATRecipe(config, restoring=True).build(load_bundle(config), DistEnv(0, 1, 0, torch.device("cpu")))
     qat.load_state_dict(load_checkpoint(tmp_path / "last.pt")["model"])
     x = eval_transform(Image.fromarray(np.asarray(skimage.data.chelsea())))[None]
     with torch.no_grad():

@@ -20,20 +20,23 @@ def test_verify_reports_accuracy_and_agreement(cli, lenet_checkpoints) -> None:
     assert abs(report["metrics"]["onnxruntime"]["top1"] - report["metrics"]["qat"]["top1"]) <= 0.1
     assert report["metrics"]["onnxruntime"]["n"] == report["metrics"]["qat"]["n"] > 300
     assert report["agreement"]["export_reference"]["within_one"] >= 0.999
+    assert report["layers"] and all(row["within_one"] >= 0.999 for row in report["layers"])
+    assert 0 < report["noise_floor"]["within_one"] <= 1
     table = cli("verify", str(c["w4_onnx"])).stdout  # data set from the model's metadata, no checkpoints
     assert "onnxruntime" in table and table.strip().endswith("OK")
 
 
 def test_verify_fails_and_localises_when_the_model_does_not_match(cli, lenet_checkpoints) -> None:
-    """The W2 export checked against the W4 checkpoint: agreement must fail, naming the first diverging layer."""
+    """The W2 export checked against the W4 checkpoint: the layer-by-layer check must fail at the first layer whose
+    weights differ (the 8-bit first layer and the input quantizer agree), naming it."""
     c = lenet_checkpoints
     done = cli("verify", str(c["w2_onnx"]), "--qat", str(c["w4"]), "--json")
     assert done.returncode == 1
     report = json.loads(done.stdout)
-    assert not report["ok"] and any("within ±1" in f for f in report["failures"])
-    first = report["divergence"][-1]
-    assert first["within_one"] < 0.999 and first["quantizer"] != "x_aq"  # the input agrees; a layer does not
-    assert all(row["within_one"] >= 0.999 for row in report["divergence"][:-1])
+    failing = [row for row in report["layers"] if row["within_one"] < 0.999]
+    assert not report["ok"] and failing and failing[0]["quantizer"] in report["failures"][0]
+    first = report["layers"].index(failing[0])
+    assert first >= 2 and all(row["within_one"] >= 0.999 for row in report["layers"][:first])
 
 
 @pytest.mark.parametrize(

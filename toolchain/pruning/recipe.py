@@ -72,22 +72,22 @@ class PruneConfig(TrainConfig):
 
 @register_recipe("prune")
 class PruneRecipe(PenaltyRecipe):
-    """Pruning phase (see the module docstring); ``float_weights=False`` skips loading the float checkpoint."""
+    """Pruning phase (see the module docstring); ``restoring=True`` skips loading the float checkpoint."""
 
     config: PruneConfig
     config_class = PruneConfig
     log_names = ("beta", "partial_l2")
 
-    def __init__(self, config: PruneConfig, float_weights: bool = True) -> None:
+    def __init__(self, config: PruneConfig, restoring: bool = False) -> None:
         super().__init__(config)
-        self.float_weights = float_weights
+        self.restoring = restoring
         self.regularizer: PartialL2Regularizer | None = None
         self.layers: list[Any] = []
 
     def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
         c = self.config
         model = build_model(c.model, bundle, c.model_args)
-        if self.float_weights:
+        if not self.restoring:
             if c.float_checkpoint is None:
                 raise ToolchainError("pruning needs --float-checkpoint (the float model to prune)")
             load_weights(model, c.float_checkpoint)

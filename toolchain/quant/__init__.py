@@ -9,10 +9,13 @@ from models.quant.prepare import ActQuant, calibrate, prepare_qat, weight_bits, 
 from models.quant.quantizers import max_level, msqe_optimal_step, quantize_levels
 
 from .config import QuantConfig
+from .ptq import PTQ_STAGES, CalibrationBatches, reconstruct
 from .regularizer import MSQERegularizer, quant_weight_layers
 
 __all__ = [
+    "PTQ_STAGES",
     "ActQuant",
+    "CalibrationBatches",
     "FrozenAct",
     "FrozenModel",
     "FrozenWeight",
@@ -25,6 +28,7 @@ __all__ = [
     "prepare_qat",
     "quant_weight_layers",
     "quantize_levels",
+    "reconstruct",
     "weight_bits",
     "weight_step",
 ]

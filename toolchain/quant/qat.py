@@ -18,7 +18,6 @@ prints :func:`collapse_risk` at start.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import sys
 from pathlib import Path
@@ -39,6 +38,7 @@ from ..training.distributed import DistEnv
 from ..training.penalty import coefficient_group
 from ..training.recipe import PenaltyRecipe, register_recipe
 from .config import QuantConfig
+from .ptq import CalibrationBatches, parse_stages, reconstruct
 from .regularizer import MODES, MSQERegularizer, quant_weight_layers
 from .steps import STEP_RULES, StepDrift, freeze_steps, refit_steps
 
@@ -98,6 +98,12 @@ class QATConfig(QuantConfig, TrainConfig):
     refit_every: int = opt(1, "with step_rule = refit: re-fit the steps every N optimizer steps")
     step_lr: float = opt(0.1, "with step_rule = msqe: the steps' constant rate (1 = a full re-fit every step)")
     keep_zeros: bool = opt(True, "weights that are exactly 0 in the float checkpoint (pruned) stay 0 (masks)")
+    ptq: str = opt(
+        "",
+        "post-training reconstruction after calibration, on the calib_batches images: stages in order, comma-"
+        "separated, from Brevitas's algorithms: gptq, gpfq, qronos, bias-correction, calibrate (re-fit the activation "
+        "steps); empty: weights rounded to the nearest level. Pruned weights stay 0",
+    )
     plot_layer: str | None = opt(None, "layer whose weight histogram is plotted (default: the largest inner one)")
     out_dir: str = opt("runs/qat", "output folder: config.toml, metrics.jsonl, last.pt, plots")
     epochs: int = opt(3, "QAT epochs (0: post-training quantization only)")
@@ -122,6 +128,10 @@ class QATConfig(QuantConfig, TrainConfig):
         self._check_choice("alpha_update", ALPHA_UPDATES)
         self._check(0 < self.alpha_rise <= 1, f"alpha_rise must be in (0, 1], got {self.alpha_rise}")
         self._check(self.alpha_stop > 0, f"alpha_stop must be > 0, got {self.alpha_stop}")
+        try:
+            parse_stages(self.ptq)
+        except ToolchainError as e:
+            self._check(False, str(e))
 
     @property
     def steps_by(self) -> str:
@@ -154,16 +164,17 @@ def collapse_risk(config: QATConfig) -> str | None:
 class QATRecipe(PenaltyRecipe):
     """Quant-aware training with the MSQE regularizer (see the module docstring).
 
-    ``float_weights=False`` skips loading the float checkpoint (used when a QAT checkpoint's state follows).
+    ``restoring=True`` builds the shell a QAT checkpoint's state is loaded over: no float weights, no post-training
+    stage, no masks.
     """
 
     config: QATConfig
     config_class = QATConfig
     log_names = ("alpha", "msqe")
 
-    def __init__(self, config: QATConfig, float_weights: bool = True) -> None:
+    def __init__(self, config: QATConfig, restoring: bool = False) -> None:
         super().__init__(config)
-        self.float_weights = float_weights
+        self.restoring = restoring
         self.regularizer: MSQERegularizer | None = None
         self.initial: dict[str, torch.Tensor] = {}
         self.masks = Masks([])
@@ -172,11 +183,12 @@ class QATRecipe(PenaltyRecipe):
         self.alpha_stopped: int | None = None  # the step at which the rise update froze α (alpha_stop)
         self.near_level_start = math.nan  # share of weights within δ/10 of a level after calibration
         self.islands: dict[str, str] = {}  # layers without a quantization rule, computed in float
+        self.ptq_seconds: dict[str, float] = {}  # wall time of each post-training stage (config.ptq)
 
     def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:
         c = self.config
         model = build_model(c.model, bundle, c.model_args)
-        if self.float_weights:
+        if not self.restoring:
             if c.float_checkpoint is None:
                 raise ToolchainError("QAT needs --float-checkpoint (a float checkpoint or state dict to start from)")
             load_weights(model, c.float_checkpoint)
@@ -184,16 +196,20 @@ class QATRecipe(PenaltyRecipe):
             c = c.replace(io_sign="unsigned" if bundle.task == "super_resolution" else "signed")
         qat = prepare_qat(model.to(env.device), c).to(env.device)
         self.islands = float_islands(qat)
-        if self.islands and env.is_main and self.float_weights:  # once, when training starts (not on restore)
+        if self.islands and env.is_main and not self.restoring:  # once, when training starts (not on restore)
             shown = ", ".join(f"{name} ({kind})" for name, kind in self.islands.items())
             print(f"float islands (no quantization rule: float between dequantize and quantize): {shown}",
                   file=sys.stderr)  # fmt: skip
         risk = collapse_risk(c)
-        if risk and env.is_main and self.float_weights:
+        if risk and env.is_main and not self.restoring:
             print(risk, file=sys.stderr)
         # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
-        batches = bundle.train.batches(c.batch_size, seed=c.seed, train=False)
-        calibrate(qat, (x.to(env.device) for x, _ in itertools.islice(batches, c.calib_batches)))
+        batches = CalibrationBatches(bundle.train.batches(c.batch_size, seed=c.seed, train=False), c.calib_batches,
+                                     env.device)  # fmt: skip
+        calibrate(qat, batches)
+        if not self.restoring:  # reconstruction, where asked for (a checkpoint's state replaces it on restore)
+            log = (lambda line: print(line, file=sys.stderr)) if env.is_main else (lambda line: None)
+            self.ptq_seconds = reconstruct(qat, batches, parse_stages(c.ptq), log)
         regularizer = MSQERegularizer(qat, c.lam, c.reg, c.step_grad)
         if c.alpha_below:
             regularizer.reset_alpha(below=c.alpha_below)
@@ -202,18 +218,17 @@ class QATRecipe(PenaltyRecipe):
         self.attach(regularizer.to(env.device))
         total_steps = max(1, bundle.train.steps(c.batch_size, world=env.world) * c.epochs)
         self.alpha_rate = c.alpha_below / (c.alpha_rise * total_steps) if c.alpha_below else c.alpha_lr
-        if c.keep_zeros and self.float_weights:
+        if c.keep_zeros and not self.restoring:
             self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])
         self.near_level_start = regularizer.near_level_share()
         self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
         self.initial = _snapshot(qat, self.layer)
-        named = quant_weight_layers(qat)
-        self.drift = StepDrift(named)
-        if c.steps_by in ("refit", "msqe"):
-            freeze_steps([m for _, m in named])
+        self.drift = StepDrift(quant_weight_layers(qat))
         return qat
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        if self.config.steps_by in ("refit", "msqe"):  # here, after any state load: Brevitas re-creates the steps
+            freeze_steps([m for _, m in quant_weight_layers(model)])  # parameter when it loads a state dict
         decay: list[nn.Parameter] = []
         no_decay: list[nn.Parameter] = []
         for name, p in model.named_parameters():
@@ -284,6 +299,7 @@ class QATRecipe(PenaltyRecipe):
             "plots": [str(p) for p in paths],
             "near_level_share": self.regularizer.near_level_share(),
             "float_islands": self.islands,
+            "ptq_seconds": self.ptq_seconds,
         }
 
 

@@ -42,9 +42,10 @@ class Recipe:
     name = "float"
     config_class: type[TrainConfig] = TrainConfig
 
-    def __init__(self, config: TrainConfig, float_weights: bool = True) -> None:
-        """``float_weights=False`` tells a recipe that a checkpoint's state will be loaded over the built model
-        (float training starts from scratch either way)."""
+    def __init__(self, config: TrainConfig, restoring: bool = False) -> None:
+        """``restoring=True``: the built model is a shell that a checkpoint's state will be loaded over (eval,
+        export, verify), so ``build`` skips the start of training: loading starting weights, calibration,
+        post-training reconstruction, masks (float training starts from scratch either way)."""
         self.config = config
 
     def build(self, bundle: DataBundle, env: DistEnv) -> nn.Module:

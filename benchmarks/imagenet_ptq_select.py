@@ -1,0 +1,105 @@
+"""Choosing the post-training stages (`--ptq`) for a pretrained ImageNet MobileNetV2 on held-out *training* images.
+
+The sample folder's `train/` holds 500 images of the classes with index i % 4 in {0, 1}. Here those with i % 4 == 0
+(250) calibrate and reconstruct, exactly as `toolchain compress` would on the first 64 of them (batch 32,
+`--calib-batches 2`), and those with i % 4 == 1 (the other 250) score; `val/` is never read. Scored in PyTorch (the
+quant-aware model, which the export reproduces layer by layer): top-1 against the labels, top-1 agreement with the
+float model and logit SQNR. The chosen stages are then run once on `val/` by `benchmarks/imagenet_distill.py`.
+
+  PYTHONPATH=. .venv/bin/python benchmarks/imagenet_ptq_select.py --configs w8:,w8:gptq,bias-correction \\
+      --results benchmarks/results/imagenet_ptq_select.jsonl
+
+A config is `BITS:STAGES` with BITS one of w8 (W8A8), w4 (W4A8, every inner layer 4-bit), w4dw8 (W4A8 with 8-bit
+depthwise layers); first and last layers stay 8-bit. Configs are separated by `;`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import cpu_facts
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
+BITS = {
+    "w8": {"wbits": 8},
+    "w4": {"wbits": 4},
+    "w4dw8": {"wbits": 4, "depthwise_wbits": 8},
+}
+
+
+def held_out_folder(data: Path, tmp: Path) -> Path:
+    """``tmp/dev/{train,val}``: symbolic links to ``data/train`` split by class index (i % 4 == 0 / == 1)."""
+    lines = (data / "classes.txt").read_text().splitlines()
+    index = {line.split()[0]: i for i, line in enumerate(lines)}
+    dev = tmp / "dev"
+    for folder in sorted((data / "train").iterdir()):
+        split = "train" if index[folder.name] % 4 == 0 else "val"
+        (dev / split).mkdir(parents=True, exist_ok=True)
+        os.symlink(folder.resolve(), dev / split / folder.name)
+    (dev / "classes.txt").symlink_to((data / "classes.txt").resolve())
+    return dev
+
+
+def score(model: torch.nn.Module, reference: torch.Tensor, xs: list[torch.Tensor], ys: torch.Tensor) -> dict:
+    from toolchain.verify import float_agreement
+
+    with torch.no_grad():
+        logits = torch.cat([model(x) for x in xs])
+    return {"top1": 100 * float((logits.argmax(1) == ys).double().mean()), **float_agreement(reference, logits)}
+
+
+def main() -> int:
+    from toolchain.data import load_dataset
+    from toolchain.modeling import load_weights
+    from toolchain.pretrained import imagenet_mobilenet_v2_path
+    from toolchain.quant import CalibrationBatches, QuantConfig, calibrate, prepare_qat, reconstruct
+    from toolchain.quant.ptq import parse_stages
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", required=True, help="BITS:STAGES;BITS:STAGES;… (see above)")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--results", type=Path, help="append one JSON line per config here")
+    args = p.parse_args()
+    from models import create_model
+
+    float_model = load_weights(create_model("mobilenet_v2"), imagenet_mobilenet_v2_path()).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = load_dataset(str(held_out_folder(args.data, Path(tmp))))
+        calib_source = list(bundle.train.batches(32, seed=0, train=False))
+        held = list(bundle.test.batches(50))
+    xs, ys = [x for x, _ in held], torch.cat([y for _, y in held])
+    with torch.no_grad():
+        reference = torch.cat([float_model(x) for x in xs])
+    print(f"float: {100 * float((reference.argmax(1) == ys).double().mean()):.1f} % on {len(ys)} held-out train "
+          f"images", file=sys.stderr)  # fmt: skip
+    for spec in [c for c in args.configs.split(";") if c]:
+        bits, _, stages = spec.partition(":")
+        start = time.time()
+        gm = prepare_qat(copy.deepcopy(float_model), QuantConfig(abits=8, **BITS[bits]))
+        batches = CalibrationBatches(calib_source, 2)
+        calibrate(gm, batches)
+        seconds = reconstruct(gm, batches, parse_stages(stages), log=lambda s: print(s, file=sys.stderr))
+        row: dict[str, Any] = {"bits": bits, "ptq": stages, **score(gm.eval(), reference, xs, ys),
+                               "float_top1": 100 * float((reference.argmax(1) == ys).double().mean()),
+                               "n": len(ys), "ptq_seconds": seconds, "wall_s": time.time() - start,
+                               "cpu": cpu_facts()}  # fmt: skip
+        print(json.dumps(row), flush=True)
+        if args.results:
+            with args.results.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
