@@ -31,6 +31,7 @@ from .config import Config, TrainConfig, opt
 from .exporting import UINT8_WEIGHTS_HELP
 from .pruning.recipe import PruneConfig, PruneRecipe
 from .quant.qat import QATConfig, QATRecipe
+from .recipes import RECIPES
 from .training.distributed import init_distributed, shutdown_distributed
 from .training.tasks import headline
 
@@ -44,6 +45,13 @@ class CompressConfig(PruneConfig, QATConfig):
     ``epochs``/``lr`` are the quant-aware phase's; ``float_*`` and ``prune_*`` set the other phases'.
     """
 
+    recipe: str = opt(
+        "",
+        "settings for a kind of starting point, applied to every option you leave unset and printed at start: "
+        "pretrained (a network trained elsewhere and a folder of images: no pruning, 64 calibration images, "
+        "GPTQ + bias correction below 8 bits, 8-bit depthwise layers, frozen batch norm, post-training only unless "
+        "--epochs, then distillation); see toolchain/recipes.py",
+    )
     train_float: bool = opt(False, "train the float model first (the default when no --float-checkpoint is given)")
     float_epochs: int = opt(30, "float-training epochs (with --train-float)")
     float_lr: float = opt(0.1, "float-training peak learning rate (with --train-float)")
@@ -66,6 +74,7 @@ class CompressConfig(PruneConfig, QATConfig):
         self._check(self.float_epochs >= 1, f"float_epochs must be ≥ 1, got {self.float_epochs}")
         self._check(self.prune_epochs >= 0, f"prune_epochs must be ≥ 0, got {self.prune_epochs}")
         self._check(self.max_float_drop >= 0, f"max_float_drop must be ≥ 0, got {self.max_float_drop}")
+        self._check(self.recipe in ("", *RECIPES), f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
 
     @property
     def trains_float(self) -> bool:

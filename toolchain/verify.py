@@ -214,9 +214,7 @@ def _first(iterator: Any, n: int) -> list[Any]:
     return out
 
 
-def layerwise(
-    gm: fx.GraphModule, built: Any, model: runtime.Model, x: torch.Tensor
-) -> list[dict[str, Any]]:
+def layerwise(gm: fx.GraphModule, built: Any, model: runtime.Model, x: torch.Tensor) -> list[dict[str, Any]]:
     """Per activation quantizer, in graph order: how well the PyTorch model of the export of ``gm`` computes that
     quantizer's values **from onnxruntime's own values upstream** (teacher-forced: every quantizer of the reference
     hands onnxruntime's value on, so each row measures only what its own layer computes differently).

@@ -183,3 +183,26 @@ def test_nothing_to_prune_trains_nothing_and_an_export_far_below_float_fails(cli
     wrecked = cli(*args, "--wbits", "2", "--max-float-drop", "0", "--out-dir", str(tmp_path / "w2"))
     assert wrecked.returncode == 1
     assert "FAILED: the export's top1 is" in wrecked.stderr and "--max-float-drop 0" in wrecked.stderr
+
+
+def test_the_pretrained_recipe_fills_what_the_user_left_unset(cli, compressed, tmp_path: Path) -> None:
+    from toolchain.compress import CompressConfig
+
+    out, _ = compressed
+    done = cli("compress", "--recipe", "pretrained", "--float-checkpoint", str(out / "float" / "last.pt"), "--wbits",
+               "4", "--calib-batches", "3", "--no-progress", "--json", "--out-dir", str(tmp_path / "r"))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "recipe pretrained: ptq = 'gptq,bias-correction'" in done.stderr
+    assert "calib-batches" not in done.stderr  # named by the user: not the recipe's
+    config = CompressConfig.load(tmp_path / "r" / "config.toml")
+    assert (config.recipe, config.ptq, config.calib_batches, config.ratio, config.epochs, config.depthwise_wbits) == (
+        "pretrained",
+        "gptq,bias-correction",
+        3,
+        0.0,
+        0,
+        8,
+    )
+    results = json.loads(done.stdout)
+    assert set(results["qat"]["ptq_seconds"]) == {"gptq", "bias-correction"} and results["prune"]["steps"] == 0
+    assert results["failures"] == []

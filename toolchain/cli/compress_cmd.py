@@ -10,6 +10,8 @@ num_classes / in_chans / input_size when its signature names them). --data takes
 or the path of an ImageNet-layout folder (DIR/{train,val}/<class>/<image>).
 
 Examples:
+  toolchain compress --recipe pretrained --model mobilenet_v2 --float-checkpoint mobilenet_v2-b0353104.pth \\
+      --data /path/to/images --wbits 4                     # the short command for a pretrained network
   toolchain compress --train-float --float-epochs 30 --ratio 0.7 --wbits 4 --epochs 10 --lr 0.05
   toolchain compress --model mobilenet_v2 --float-checkpoint mobilenet_v2-b0353104.pth --data /path/to/imagenet \\
       --ratio 0.5 --prune-epochs 1 --wbits 4 --epochs 1
@@ -40,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..compress import CompressConfig, compress
-    from ..config import config_from_args
+    from ..config import config_from_args, given_fields
+    from ..recipes import apply_recipe
     from .options import model_from_checkpoint
 
     config = config_from_args(CompressConfig, args)
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     # with --json, stdout holds only the JSON: phase lines go to stderr
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     config = model_from_checkpoint(config, args, log)
+    config = apply_recipe(config, given_fields(CompressConfig, args), log)
     results = compress(config, progress=args.progress, log=log)
     if not results:  # a torchrun worker: the main process reports
         return 0

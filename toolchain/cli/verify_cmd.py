@@ -104,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
               f"{nf['max_steps']:.2f} steps, {100 * nf['within_one']:.2f}% within ±1")  # fmt: skip
     if report.layers:
         worst = min(report.layers, key=lambda r: r["within_one"])
-        print(f"layer by layer ({len(report.layers)} quantizers, each from onnxruntime's own inputs): worst "
-              f"{worst['quantizer']}, max {worst['max_steps']:.2f} steps, {100 * worst['within_one']:.3f}% within ±1")
+        print(
+            f"layer by layer ({len(report.layers)} quantizers, each from onnxruntime's own inputs): worst "
+            f"{worst['quantizer']}, max {worst['max_steps']:.2f} steps, {100 * worst['within_one']:.3f}% within ±1"
+        )
         for row in report.layers:
             if row["within_one"] < thresholds.min_within_one:
                 print(f"  {row['quantizer']:<40} max {row['max_steps']:6.2f} steps, "
