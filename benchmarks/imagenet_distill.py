@@ -44,6 +44,10 @@ W4DW8 = ["--wbits", "4", "--depthwise-wbits", "8", "--ratio", "0", "--prune-epoc
 
 ROWS: dict[str, list[str]] = {
     "ptq-w8a8": ["--wbits", "8", *PTQ],
+    # Post-training reconstruction (--ptq), stages chosen on held-out train images (benchmarks/imagenet_ptq_select.py)
+    "ptq-w8a8-bc": ["--wbits", "8", *PTQ, "--ptq", "bias-correction"],
+    "ptq-w4a8-dw8-gptq-bc": ["--wbits", "4", "--depthwise-wbits", "8", *PTQ, "--ptq", "gptq,bias-correction"],
+    "ptq-w4a8-gptq-bc": ["--wbits", "4", *PTQ, "--ptq", "gptq,bias-correction"],
     "ptq-w4a8": ["--wbits", "4", *PTQ],
     "ptq-w4a8-dw8": ["--wbits", "4", "--depthwise-wbits", "8", *PTQ],
     "distill-w8a8": ["--wbits", "8", "--ratio", "0", "--prune-epochs", "0", "--epochs", "3", "--reg", "none",

@@ -15,11 +15,14 @@ prepared model, in order, and leaves it in the form the rest of the toolchain ex
 * ``gpfq`` / ``qronos`` – Brevitas's GPFQ and Qronos (error-correcting path following), where installed.
 * ``calibrate`` – re-fit the activation steps to the reconstructed weights.
 
-Every stage keeps the steps (the weight quantizers' thresholds are not touched), so after the last stage the
-weights are snapped onto ``δ · level`` (GPFQ and Qronos leave float weights off the grid), pruned weights are
+Every stage keeps the steps (the weight quantizers' thresholds are not touched), so after a stage that moves
+weights they are snapped onto ``δ · level`` (GPFQ and Qronos leave float weights off the grid), pruned weights are
 re-zeroed, and the original-weight buffers Brevitas adds are dropped: the result is exactly what the exporter
-freezes and ships (batch norm folded, integer bias). Stages run under ``torch.no_grad`` in eval mode, on one
-process (GPTQ and GPFQ do not synchronise ranks): under torchrun every rank runs them on the same batches.
+freezes and ships (batch norm folded, integer bias). With the weights on their levels the MSQE regularizer's
+measure is 0 and its balance coefficient infinite: after ``gptq``/``gpfq``/``qronos``, train with ``--reg none``
+(a regularizer starts at its stability cap; :func:`toolchain.quant.qat.collapse_risk` says so).
+Stages run under ``torch.no_grad`` in eval mode, on one process (GPTQ and GPFQ do not synchronise ranks): under
+torchrun every rank runs them on the same batches.
 """
 
 from __future__ import annotations
@@ -41,15 +44,18 @@ from runtime import ToolchainError
 from ..pruning.masks import Masks
 from .regularizer import quant_weight_layers
 
-__all__ = ["PTQ_STAGES", "CalibrationBatches", "parse_stages", "reconstruct"]
+__all__ = ["MOVES_WEIGHTS", "PTQ_STAGES", "CalibrationBatches", "parse_stages", "reconstruct"]
 
 Stage = Callable[[nn.Module, "CalibrationBatches"], None]
 PTQ_STAGES: dict[str, Stage] = {}
+MOVES_WEIGHTS: set[str] = set()  # stages that change the weights (the others change biases or steps)
 
 
-def register_stage(name: str) -> Callable[[Stage], Stage]:
+def register_stage(name: str, moves_weights: bool = False) -> Callable[[Stage], Stage]:
     def deco(fn: Stage) -> Stage:
         PTQ_STAGES[name] = fn
+        if moves_weights:
+            MOVES_WEIGHTS.add(name)
         return fn
 
     return deco
@@ -105,7 +111,8 @@ def reconstruct(
             times[name] = time.perf_counter() - start
             log(f"ptq {name}: {times[name]:.1f} s on {batches.images} images")
     finally:
-        _on_grid(model)
+        if MOVES_WEIGHTS & set(stages):  # weights onto their levels: then R_n = 0 for the MSQE regularizer
+            _on_grid(model)
         masks.apply()
         model.train(was_training)
     return times
@@ -182,7 +189,7 @@ def _layerwise(mode: Any, model: nn.Module, batches: CalibrationBatches) -> None
             algo.update()
 
 
-@register_stage("gptq")
+@register_stage("gptq", moves_weights=True)
 def _gptq(model: nn.Module, batches: CalibrationBatches) -> None:
     from brevitas.graph.gptq import gptq_mode
 
@@ -190,14 +197,14 @@ def _gptq(model: nn.Module, batches: CalibrationBatches) -> None:
     _layerwise(mode, model, batches)
 
 
-@register_stage("gpfq")
+@register_stage("gpfq", moves_weights=True)
 def _gpfq(model: nn.Module, batches: CalibrationBatches) -> None:
     from brevitas.graph.gpfq import gpfq_mode
 
     _layerwise(gpfq_mode(model, act_order=True, device=_device(model)), model, batches)
 
 
-@register_stage("qronos")
+@register_stage("qronos", moves_weights=True)
 def _qronos(model: nn.Module, batches: CalibrationBatches) -> None:
     from brevitas.graph.gpfq import gpfq_mode
     from brevitas.graph.qronos import Qronos

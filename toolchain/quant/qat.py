@@ -38,7 +38,7 @@ from ..training.distributed import DistEnv
 from ..training.penalty import coefficient_group
 from ..training.recipe import PenaltyRecipe, register_recipe
 from .config import QuantConfig
-from .ptq import CalibrationBatches, parse_stages, reconstruct
+from .ptq import MOVES_WEIGHTS, CalibrationBatches, parse_stages, reconstruct
 from .regularizer import MODES, MSQERegularizer, quant_weight_layers
 from .steps import STEP_RULES, StepDrift, freeze_steps, refit_steps
 
@@ -149,7 +149,14 @@ class QATConfig(QuantConfig, TrainConfig):
 
 
 def collapse_risk(config: QATConfig) -> str | None:
-    """One line naming the measured risk of a setting known to collapse, or None (BENCHMARKS.md, settling)."""
+    """One line naming the risk of a setting known to collapse, or None (BENCHMARKS.md, settling)."""
+    if config.reg != "none" and config.epochs > 0 and MOVES_WEIGHTS & set(parse_stages(config.ptq)):
+        return (
+            f"warning: --reg {config.reg} after --ptq {config.ptq}: reconstruction leaves every weight on its level, "
+            "so R_n starts at 0 and the coefficient's balance e^α = λ/R_n is unbounded; α starts at its stability "
+            "cap (SGD) instead, the stiffest pull (not measured further); --reg none is the setting measured after "
+            "reconstruction"
+        )
     if config.reg != "none" and config.steps_by == "task":
         return (
             f"warning: --reg {config.reg} with --step-rule task: steps learned from the task loss shrink under the "
