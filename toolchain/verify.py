@@ -246,9 +246,9 @@ def layerwise(gm: fx.GraphModule, built: Any, model: runtime.Model, x: torch.Ten
 
     def forced(name: str) -> Any:
         def hook(_m: Any, _i: Any, out: torch.Tensor) -> torch.Tensor | None:
-            own[name] = out.detach().numpy()
-            onnx_value = values.get(quantizer_output(name))
-            return None if onnx_value is None else torch.from_numpy(onnx_value).reshape(out.shape)
+            own[name] = out.detach().numpy().copy()
+            onnx_value = values.get(quantizer_output(name))  # copied: an in-place op downstream must not touch it
+            return None if onnx_value is None else torch.from_numpy(onnx_value.copy()).reshape(out.shape)
 
         return hook
 
