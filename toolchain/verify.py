@@ -158,8 +158,14 @@ def verify(
     if restored is not None:
         report.metrics["qat"] = evaluate(restored.model, bundle.test, bundle.task, "cpu", batch_size, progress)
         drop = report.metrics["qat"].get(key, 0.0) - report.metrics["onnxruntime"].get(key, 0.0)  # 0: unlabelled
-        if drop > thresholds.max_drop:
-            report.failures.append(f"{key} drops {drop:.3f} against the QAT model (allowed {thresholds.max_drop})")
+        # One image is float noise, not a fault: a flipped rounding tie can move one prediction (the layer check
+        # below is the test of the arithmetic), so top-1 may always lose one of its n images.
+        one = 100.0 / report.metrics["onnxruntime"]["n"] if key == "top1" else 0.0
+        allowed = max(thresholds.max_drop, one * (1 + 1e-9))
+        if drop > allowed:
+            report.failures.append(
+                f"{key} drops {drop:.3f} against the QAT model (allowed {thresholds.max_drop}, or one image: {one:.3f})"
+            )
         _agreement(report, model, restored, bundle, thresholds)
     if float_checkpoint:
         float_model = _float_model(float_checkpoint, config, bundle, trusted_model, qat or model_path)

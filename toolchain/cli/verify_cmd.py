@@ -42,7 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device(p, "onnxruntime")
     p.add_argument("--allow-cpu-fallback", action="store_true", help="run on CPU when CUDA is not available")
     # Defaults live in verify.Thresholds (the CLI does not import it at start-up); a test checks the help agrees.
-    p.add_argument("--max-drop", type=float, help="allowed top-1 (points) or PSNR (dB) loss vs QAT (default: 0.1)")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        help="allowed top-1 (points; at least one image) or PSNR (dB) loss vs QAT (default: 0.1)",
+    )
     p.add_argument(
         "--min-within-one",
         type=float,
