@@ -14,6 +14,14 @@ EARLIER_QAT_DEFAULTS: dict[str, Any] = {"alpha_update": "optimizer", "alpha_star
 EARLIER_QAT_FLAGS = ["--alpha-update", "optimizer", "--alpha-start", "0", "--step-rule", "task"]
 
 
+def append_row(row: dict[str, Any], path: Path | None) -> None:
+    """Print ``row`` as one JSON line and, with ``path``, append it there (results files are JSON lines)."""
+    print(json.dumps(row), flush=True)
+    if path:
+        with path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
 def cpu_facts() -> dict[str, Any]:
     """The CPU's model name, the ISA flags that decide onnxruntime's integer kernels, and the runtime's saturation
     probe (runtime.containers): recorded with every timing, since hosts differ."""

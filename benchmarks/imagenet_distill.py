@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import EARLIER_QAT_FLAGS
+from benchmarks.common import EARLIER_QAT_FLAGS, append_row
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
@@ -233,10 +233,7 @@ def main() -> int:
                 row = ort_static_row(args.data, weights)
             else:
                 row = run_row(name, args.data, weights, args.out / f"{name}-s{seed}", seed)
-            print(json.dumps(row), flush=True)
-            if args.results:
-                with args.results.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+            append_row(row, args.results)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import cpu_facts
+from benchmarks.common import append_row, cpu_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
@@ -94,10 +93,7 @@ def main() -> int:
                                "float_top1": 100 * float((reference.argmax(1) == ys).double().mean()),
                                "n": len(ys), "ptq_seconds": seconds, "wall_s": time.time() - start,
                                "cpu": cpu_facts()}  # fmt: skip
-        print(json.dumps(row), flush=True)
-        if args.results:
-            with args.results.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
+        append_row(row, args.results)
     return 0
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import ToolchainError
 
-__all__ = ["CONTAINER_CHOICES", "Choice", "apply", "choose", "probe", "refine", "standalone", "u8s8_exact"]
+__all__ = ["CONTAINER_CHOICES", "Choice", "apply", "choose", "probe", "standalone", "u8s8_exact"]
 
 CONTAINER_CHOICES = ("auto", "int8", "uint8")
 SAFE_MAGNITUDE = 63  # |q·m| ≤ 63: no u8·s8 pair sum leaves int16, whatever the kernel
@@ -136,12 +136,19 @@ def _probe(providers: tuple[str, ...]) -> Probe:
     return Probe(bool(ok), time.perf_counter() - start, providers)
 
 
-def choose(records: dict[str, Any], depthwise: set[str], providers: list[str], mode: str = "auto") -> Choice:
-    """The container of every 8-bit weight record (name → record with ``bits``, ``multiplier``, ``zero_point``):
+def choose(
+    records: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    depthwise: set[str],
+    providers: list[str],
+    mode: str = "auto",
+) -> Choice:
+    """The container of every 8-bit weight record (name → record with ``bits``, ``zero_point``; ``arrays``: the
+    decoded containers by name):
 
     * ``int8`` / ``uint8``: that container for each of them;
     * ``auto``: int8 where the host's u8×s8 kernels are exact (:func:`u8s8_exact` on ``providers``), else uint8,
-      except where int8 is safe anyway (depthwise convolutions, levels within ±63: see :func:`needs_uint8`).
+      except where int8 is safe anyway (depthwise convolutions, and levels within ±:data:`SAFE_MAGNITUDE`).
 
     Weights below 8 bits keep their container (|q·m| ≤ 63 by construction) and are not listed."""
     if mode not in CONTAINER_CHOICES:
@@ -160,7 +167,10 @@ def choose(records: dict[str, Any], depthwise: set[str], providers: list[str], m
                 f"u8×s8 saturates on {providers[0]} (probe, {1000 * found.seconds:.0f} ms): uint8 where levels exceed "
                 f"±{SAFE_MAGNITUDE}, except depthwise"
             )
-            zps = {name: 0 if name in depthwise else 128 for name in eight}
+            zps = {
+                name: 0 if name in depthwise or _max_magnitude(arrays[name], r.zero_point) <= SAFE_MAGNITUDE else 128
+                for name, r in eight.items()
+            }
             choice = Choice(mode, zps, reason)
     choice.switched = [n for n, zp in choice.zero_points.items() if zp != eight[n].zero_point]
     return choice
@@ -190,17 +200,6 @@ def standalone(graph: Any, depthwise: set[str], providers: list[str]) -> Choice:
             and _max_magnitude(numpy_helper.to_array(weights[name]), 0) > SAFE_MAGNITUDE
         ]  # fmt: skip
     return choice
-
-
-def refine(choice: Choice, arrays: dict[str, np.ndarray], records: dict[str, Any]) -> None:
-    """After decoding: under ``auto`` on a saturating host, keep int8 for weights whose largest ``|q·m|`` is at most
-    :data:`SAFE_MAGNITUDE` (they cannot saturate)."""
-    if choice.mode != "auto":
-        return
-    for name, zp in list(choice.zero_points.items()):
-        if zp == 128 and _max_magnitude(arrays[name], records[name].zero_point) <= SAFE_MAGNITUDE:
-            choice.zero_points[name] = 0
-    choice.switched = [n for n, zp in choice.zero_points.items() if zp != records[n].zero_point]
 
 
 def _max_magnitude(container: np.ndarray, zero_point: int) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .containers import Choice, apply, choose, refine, standalone
+from .containers import Choice, apply, choose, standalone
 from .errors import ToolchainError
 from .scales import check_weight_scales
 from .sidecar import SidecarError, SidecarIndex, parse_sidecar
@@ -221,8 +221,7 @@ def load(
     if META_SIDECAR in meta:
         sidecar, arrays = _attach_sidecar(graph_path, graph, meta, hollow, decode_threads)
         records = {r.name: r for r in sidecar.records}
-        choice = choose(records, depthwise_weights(graph), providers, containers)
-        refine(choice, arrays, records)
+        choice = choose(records, arrays, depthwise_weights(graph), providers, containers)
         arrays = apply(graph, arrays, choice)
         if choice.switched:  # the rewritten graph, in memory (the file on disk is untouched)
             source = _embedded(graph, arrays).SerializeToString()

@@ -169,6 +169,17 @@ def torchrun_two_processes_in_step(out: Path, *args: str) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
+def float_ckpt(tmp_path_factory) -> Path:
+    """LeNet-5 trained 8 epochs on digits (the starting point of the quant-aware training tests)."""
+    from toolchain.config import TrainConfig
+    from toolchain.training import train
+
+    out = tmp_path_factory.mktemp("float")
+    train(TrainConfig(out_dir=str(out), epochs=8), progress=False)
+    return out / "last.pt"
+
+
+@pytest.fixture(scope="session")
 def lenet_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """LeNet-5 on digits: float (2 epochs on a subset), W4A8 and W2A8 post-training quantized, each exported."""
     from toolchain.config import TrainConfig

@@ -39,6 +39,7 @@ __all__ = [
     "config_from_args",
     "dumps_toml",
     "given_fields",
+    "read_config_file",
 ]
 
 CONFIG_VERSION = 3
@@ -138,13 +139,7 @@ class Config:
     def load(cls, path: str | Path) -> Self:
         """Read a ``.toml`` or ``.json`` file; the error names the file and the offending key."""
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            text = p.read_text(encoding="utf-8")
-            data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot parse config file {p}: {e}") from None
+        data = read_config_file(p)
         try:
             return cls.from_dict(data)
         except (ConfigError, TypeError) as e:
@@ -164,6 +159,17 @@ class Config:
     def _check_choice(self, name: str, choices: typing.Iterable[str]) -> None:
         value, options = getattr(self, name), sorted(choices)
         self._check(value in options, f"{name}={value!r} is not one of {options}")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The raw mapping of a ``.toml`` or ``.json`` configuration file; the error names the file."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot parse config file {path}: {e}") from None
 
 
 def dumps_toml(data: Mapping[str, Any]) -> str:
@@ -278,10 +284,8 @@ def given_fields(cls: type[Config], args: argparse.Namespace) -> set[str]:
     """The fields that the command line or its ``--config`` file set (the rest hold their defaults)."""
     names = {f.name for f in dataclasses.fields(cls)}
     given = {name for name in names if getattr(args, name, None) is not None}
-    if getattr(args, "config", None):  # read (and checked) by config_from_args first
-        p = Path(args.config)
-        text = p.read_text(encoding="utf-8")
-        given |= names & set(json.loads(text) if p.suffix == ".json" else tomllib.loads(text))
+    if getattr(args, "config", None):
+        given |= names & set(read_config_file(Path(args.config)))
     return given
 
 

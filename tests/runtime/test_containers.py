@@ -87,11 +87,13 @@ def test_small_levels_keep_int8_on_a_saturating_host(monkeypatch: pytest.MonkeyP
     bits = {r.name: r.bits for r in model.sidecar.records}
     for name, array in model.weights().items():  # 4-bit inner layers stay int8; the 8-bit first and last go uint8
         assert array.dtype == (np.uint8 if bits[name] == 8 else np.int8), name
-    # an 8-bit layer whose levels stay within ±63 keeps int8 too (decided after decoding)
+    # an 8-bit layer whose levels stay within ±63 keeps int8 too (decided on the decoded levels)
     record = next(r for r in model.sidecar.records if r.bits == 8)
-    choice = containers.choose({record.name: record}, set(), ["CPUExecutionProvider"])
+    full = {record.name: np.array([[-64, 0], [63, 5]], np.int8)}
+    choice = containers.choose({record.name: record}, full, set(), ["CPUExecutionProvider"])
     assert choice.zero_points == {record.name: 128}
-    containers.refine(choice, {record.name: np.array([[-63, 0], [63, 5]], np.int8)}, {record.name: record})
+    small = {record.name: np.array([[-63, 0], [63, 5]], np.int8)}
+    choice = containers.choose({record.name: record}, small, set(), ["CPUExecutionProvider"])
     assert choice.zero_points == {record.name: 0} and not choice.switched
 
 

@@ -13,16 +13,8 @@ from tests.conftest import (
     toolchain_cmd,
     torchrun_two_processes_in_step,
 )
-from toolchain.config import TrainConfig
 from toolchain.quant.qat import QATConfig, QATRecipe
 from toolchain.training import load_checkpoint, train
-
-
-@pytest.fixture(scope="module")
-def float_ckpt(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("float")
-    train(TrainConfig(out_dir=str(out), epochs=8), progress=False)
-    return out / "last.pt"
 
 
 def _qat(float_ckpt: Path, out: Path, **kw) -> dict:

@@ -8,20 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from toolchain.config import TrainConfig
 from toolchain.quant.qat import QATConfig, QATRecipe, collapse_risk
 from toolchain.training import train
 
 EARLIER = {"alpha_update": "optimizer", "alpha_start": 0.0, "step_rule": "task"}
-
-
-@pytest.fixture(scope="module")
-def float_ckpt(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("float")
-    train(TrainConfig(out_dir=str(out), epochs=8), progress=False)
-    return out / "last.pt"
 
 
 def _top1(float_ckpt: Path, out: Path, **kw) -> float:

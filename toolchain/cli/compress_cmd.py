@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
         config = config.replace(float_checkpoint=args.weights)
     # with --json, stdout holds only the JSON: phase lines go to stderr
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    config = model_from_checkpoint(config, args, log)
-    config = apply_recipe(config, given_fields(CompressConfig, args), log)
+    given = given_fields(CompressConfig, args)
+    config = model_from_checkpoint(config, given, log)
+    config = apply_recipe(config, given, log)
     results = compress(config, progress=args.progress, log=log)
     if not results:  # a torchrun worker: the main process reports
         return 0
@@ -61,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(results, default=str))
     else:
         print_results(config, results)
+    return report_failures(results)
+
+
+def report_failures(results: dict[str, Any]) -> int:
+    """Print each of the run's failures on stderr; the exit status (1 if there were any)."""
     for failure in results["failures"]:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if results["failures"] else 0

@@ -17,7 +17,6 @@ Every phase is resumable: run the same command again after an interruption. Othe
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "the main job on the embedded digits data: float -> prune -> QAT -> compressed export -> verify"
 
@@ -39,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..compress import CompressConfig, compress
-    from .compress_cmd import print_results
+    from .compress_cmd import print_results, report_failures
 
     config = CompressConfig(
         out_dir=args.out_dir,
@@ -57,6 +56,4 @@ def run(args: argparse.Namespace) -> int:
     if not results:  # empty on a torchrun worker: the main process reports
         return 0
     print_results(config, results)
-    for failure in results["failures"]:
-        print(f"FAILED: {failure}", file=sys.stderr)
-    return 1 if results["failures"] else 0
+    return report_failures(results)

@@ -46,14 +46,14 @@ def add_trusted_model(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--model", help=prefix + TRUSTED_MODEL)
 
 
-def model_from_checkpoint(config: Any, args: argparse.Namespace, log: Callable[[str], None]) -> Any:
+def model_from_checkpoint(config: Any, given: set[str], log: Callable[[str], None]) -> Any:
     """``config`` with the model (and, without ``--data``, the data set) that its float checkpoint records, where the
     command line and its ``--config`` file name none: ``qat --float-checkpoint runs/tiny/last.pt`` rebuilds the
-    network that was trained, as ``export`` does. A plain state dict records nothing and changes nothing."""
-    from ..config import given_fields
+    network that was trained, as ``export`` does. A plain state dict records nothing and changes nothing. ``given``:
+    the fields the user set (:func:`toolchain.config.given_fields`)."""
     from ..restore import DATA_FIELDS, MODEL_FIELDS, recorded_model
 
-    if config.float_checkpoint is None or "model" in (given := given_fields(type(config), args)):
+    if config.float_checkpoint is None or "model" in given:
         return config
     recorded = recorded_model(config.float_checkpoint)
     if not recorded:

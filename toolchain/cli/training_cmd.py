@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..config import Config, add_config_arguments, config_from_args
+from ..config import Config, add_config_arguments, config_from_args, given_fields
 from .options import model_from_checkpoint
 
 __all__ = ["TrainingCommand"]
@@ -43,7 +43,8 @@ class TrainingCommand:
 
         config = config_from_args(self.config_class(), args)
         if hasattr(config, "float_checkpoint"):  # a phase that starts from trained weights
-            config = model_from_checkpoint(config, args, lambda line: print(line, file=sys.stderr))
+            given = given_fields(self.config_class(), args)
+            config = model_from_checkpoint(config, given, lambda line: print(line, file=sys.stderr))
         result = train(config, resume=args.resume, progress=args.progress, recipe=self.recipe(config))  # type: ignore[arg-type]
         if result["rank"] != 0:
             return 0

@@ -11,7 +11,7 @@ prepared model, in order, and leaves it in the form the rest of the toolchain ex
   the model keeps its parameters; elsewhere a layer without a bias is left as it was.
 * ``gptq`` – Brevitas's GPTQ (optimal-brain-compression order, ``act_order``): weights are quantized column by
   column, and each column's error is spread over the columns not yet quantized, using the layer's input Hessian
-  from the calibration images. Pruned weights stay exactly 0 (:class:`_MaskedGPTQ`).
+  from the calibration images. Pruned weights stay exactly 0 (:func:`_masked_gptq`).
 * ``gpfq`` / ``qronos`` – Brevitas's GPFQ and Qronos (error-correcting path following), where installed.
 * ``calibrate`` – re-fit the activation steps to the reconstructed weights.
 
@@ -76,9 +76,6 @@ class CalibrationBatches:
     def __iter__(self) -> Iterator[torch.Tensor]:
         return iter(self._batches)
 
-    def __len__(self) -> int:
-        return len(self._batches)
-
     @property
     def images(self) -> int:
         return sum(len(x) for x in self._batches)
@@ -120,6 +117,7 @@ def reconstruct(
 
 def _on_grid(model: nn.Module) -> None:
     """Weights onto ``δ · level`` with the layer's own step; Brevitas's ``weight_orig`` buffers dropped."""
+    layer: Any
     for _, layer in quant_weight_layers(model):
         step = weight_step(layer).detach()
         layer.weight.copy_(step * quantize_levels(layer.weight, step, weight_bits(layer)))
@@ -139,41 +137,41 @@ def _bias_correction(model: nn.Module, batches: CalibrationBatches) -> None:
     with bias_correction_mode(model):
         for x in batches:
             model(x)
+    layer: Any
     for name, layer in quant_weight_layers(model):
         if name in had_bias or layer.bias is None:
             continue
         correction = layer.bias.detach()
         layer.register_parameter("bias", None)  # Brevitas added it: move it where the model has one, or drop it
         bn = following_bn(model, name) if isinstance(model, torch.fx.GraphModule) else None
-        if bn is not None and bn[1].running_mean is not None:
-            bn[1].running_mean.sub_(correction)
+        mean: Any = bn[1].running_mean if bn is not None else None
+        if mean is not None:
+            mean.sub_(correction)
 
 
-class _MaskedGPTQ:
+@functools.cache
+def _masked_gptq() -> type:
     """Brevitas's GPTQ with pruned weights held at level 0: the quantized column is multiplied by the layer's
-    non-zero mask, so the error that GPTQ spreads accounts for the zeros (built lazily: Brevitas imports late)."""
+    non-zero mask, so the error that GPTQ spreads accounts for the zeros (a class built on first use, since Brevitas
+    is imported late)."""
+    from brevitas.graph.gptq import GPTQ
+    from brevitas.graph.utils import is_conv_transposed
 
-    @staticmethod
-    @functools.cache
-    def cls() -> type:
-        from brevitas.graph.gptq import GPTQ
-        from brevitas.graph.utils import is_conv_transposed
+    class MaskedGPTQ(GPTQ):  # type: ignore[misc, valid-type]
+        def __init__(self, layer: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(layer, *args, **kwargs)
+            w = layer.weight.detach()
+            w = w.transpose(1, 0) if is_conv_transposed(layer) else w
+            flat = w.flatten(1)
+            self.keep = (flat != 0).view(self.groups, -1, flat.shape[-1])  # groups × out/groups × in
 
-        class MaskedGPTQ(GPTQ):  # type: ignore[misc, valid-type]
-            def __init__(self, layer: Any, *args: Any, **kwargs: Any) -> None:
-                super().__init__(layer, *args, **kwargs)
-                w = layer.weight.detach()
-                w = w.transpose(1, 0) if is_conv_transposed(layer) else w
-                flat = w.flatten(1)
-                self.keep = (flat != 0).view(self.groups, -1, flat.shape[-1])  # groups × out/groups × in
+        def get_quant_weights(self, i: int, i1: int, permutation_list: Any, with_quant_history: bool = False):
+            q = super().get_quant_weights(i, i1, permutation_list, with_quant_history)
+            column = [p[i1 + i] for p in permutation_list]
+            mask = torch.stack([self.keep[g, :, column[g]] for g in range(self.groups)])
+            return q * mask.to(q.dtype).view(q.shape)
 
-            def get_quant_weights(self, i: int, i1: int, permutation_list: Any, with_quant_history: bool = False):
-                q = super().get_quant_weights(i, i1, permutation_list, with_quant_history)
-                column = [p[i1 + i] for p in permutation_list]
-                mask = torch.stack([self.keep[g, :, column[g]] for g in range(self.groups)])
-                return q * mask.to(q.dtype).view(q.shape)
-
-        return MaskedGPTQ
+    return MaskedGPTQ
 
 
 def _device(model: nn.Module) -> str:
@@ -193,7 +191,7 @@ def _layerwise(mode: Any, model: nn.Module, batches: CalibrationBatches) -> None
 def _gptq(model: nn.Module, batches: CalibrationBatches) -> None:
     from brevitas.graph.gptq import gptq_mode
 
-    mode = gptq_mode(model, act_order=True, gptq_class=_MaskedGPTQ.cls(), device=_device(model))
+    mode = gptq_mode(model, act_order=True, gptq_class=_masked_gptq(), device=_device(model))
     _layerwise(mode, model, batches)
 
 
