@@ -77,13 +77,16 @@ class BitSettings(Protocol):
     def layer_wbits(self) -> dict[str, Any]: ...
 
 
-ACT_SAMPLES = 65_536  # values kept per quantizer per calibration batch
+# Values kept per quantizer per calibration batch. Forcing each batch's extremes into the draw was measured and
+# rejected: it widens the histogram the MSE step is searched on (W8A8 MobileNetV2 logit SQNR 17.2 → 15.7 dB).
+ACT_SAMPLES = 65_536
 
 
 class ActQuant(nn.Module):
     """One activation quantizer: a Brevitas ``QuantIdentity`` with a learnable step, plus a calibration mode.
 
-    While ``calibrating`` it passes values through unchanged and keeps a sample of them.
+    While ``calibrating`` it passes values through unchanged and keeps a sample of them: a fixed-seed draw (its own
+    generator, so the steps do not depend on the global random state).
     """
 
     def __init__(self, bits: int, signed: bool) -> None:
@@ -94,6 +97,7 @@ class ActQuant(nn.Module):
         self.calibrating = False
         self.not_float = False  # set when it sees a mask or an index (a float island's comparison): it passes those
         self._samples: list[torch.Tensor] = []
+        self._draw = torch.Generator()
 
     @property
     def _threshold(self) -> nn.Parameter:
@@ -115,7 +119,7 @@ class ActQuant(nn.Module):
         if self.calibrating:
             flat = x.detach().flatten().float()
             if flat.numel() > ACT_SAMPLES:
-                flat = flat[torch.randperm(flat.numel(), device=flat.device)[:ACT_SAMPLES]]
+                flat = flat[torch.randint(flat.numel(), (ACT_SAMPLES,), generator=self._draw).to(flat.device)]
             self._samples.append(flat.cpu())
             return x
         return self.quant(x)
@@ -493,6 +497,7 @@ def calibrate(
     model.eval()
     for _, q in quants:
         q.calibrating, q._samples = True, []
+        q._draw.manual_seed(0)  # the same batches give the same steps, run after run
     first: torch.Tensor | None = None
     try:
         for x in progress(batches):

@@ -216,3 +216,18 @@ def test_io_sign_unsigned_quantizes_input_and_output_without_a_sign_bit() -> Non
         assert quants[-1][1].signed is expected and quants[-1][1].bits == 8
     with pytest.raises(ToolchainError, match="io_sign"):
         QuantConfig(io_sign="maybe")
+
+
+def test_calibration_is_reproducible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same batches give the same activation steps whatever the global random state (issue 28: run-to-run
+    calibration noise moved W8A8 MobileNetV2 between 94.8 and 96.8 % top-1 agreement on held-out images)."""
+    import models.quant.prepare as prepare
+
+    monkeypatch.setattr(prepare, "ACT_SAMPLES", 64)  # far fewer than the values each quantizer sees
+    model = warm(create_model("lenet5"), _sample("lenet5"))
+    x = _sample("lenet5", 16)
+    steps = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        steps.append(calibrate(prepare_qat(model, QuantConfig(wbits=8, abits=8)), [x, 2 * x]))
+    assert steps[0] == steps[1]
