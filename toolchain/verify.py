@@ -156,7 +156,10 @@ def verify(
         _Session(model), bundle.test, bundle.task, "cpu", batch_size, progress, outputs=logits
     )
     if restored is not None:
-        report.metrics["qat"] = evaluate(restored.model, bundle.test, bundle.task, "cpu", batch_size, progress)
+        qat_logits: list[torch.Tensor] = []
+        report.metrics["qat"] = evaluate(
+            restored.model, bundle.test, bundle.task, "cpu", batch_size, progress, outputs=qat_logits
+        )
         drop = report.metrics["qat"].get(key, 0.0) - report.metrics["onnxruntime"].get(key, 0.0)  # 0: unlabelled
         # One image is float noise, not a fault: a flipped rounding tie can move one prediction (the layer check
         # below is the test of the arithmetic), so top-1 may always lose one of its n images.
@@ -167,7 +170,8 @@ def verify(
             report.failures.append(
                 f"{key} drops {drop:.3f} against the QAT model (allowed {thresholds.max_drop}, or one image: {one:.3f})"
             )
-        _agreement(report, model, restored, bundle, thresholds)
+        ran = {"onnxruntime": logits, "qat": qat_logits}
+        _agreement(report, model, restored, bundle, thresholds, ran, batch_size)
     if float_checkpoint:
         float_model = _float_model(float_checkpoint, config, bundle, trusted_model, qat or model_path)
         float_logits: list[torch.Tensor] = []
@@ -179,23 +183,32 @@ def verify(
     return report
 
 
-def _agreement(report: Report, model: runtime.Model, restored: Restored, bundle: DataBundle, t: Thresholds) -> None:
+def _agreement(
+    report: Report,
+    model: runtime.Model,
+    restored: Restored,
+    bundle: DataBundle,
+    t: Thresholds,
+    ran: dict[str, list[torch.Tensor]],
+    size: int,
+) -> None:
+    """Compare, in output steps, the exported model with the PyTorch model of the export (batch norm folded, integer
+    bias) and with the QAT model, on the first test batches that ``ran`` already holds both models' outputs for."""
     from exporters import build_graph
     from exporters.reference import folded_model
 
     gm = restored.model
     if not isinstance(gm, fx.GraphModule):
         raise ToolchainError("--qat must be a quant-aware checkpoint (written by `toolchain qat`)")
-    batches = [b for b, _ in _first(bundle.test.batches(256), 4)]  # up to 1,024 samples (SR: 4 whole images)
+    count = max(1, -(-1024 // size))  # batches for up to 1,024 samples (SR: 4 whole images at batch 256)
+    batches = [b for b, _ in _first(bundle.test.batches(size), count)]
     built = build_graph(gm, batches[0][:2])
     reference = folded_model(gm, built)
-    outputs: dict[str, list[np.ndarray]] = {"onnxruntime": [], "folded": [], "qat": []}
     with torch.no_grad():
-        for x in batches:
-            outputs["onnxruntime"].append(model.run(x.numpy())[0].ravel())
-            outputs["folded"].append(reference(x).numpy().ravel())
-            outputs["qat"].append(gm(x).numpy().ravel())
-    candidate, folded, qat = (np.concatenate(outputs[k]) for k in ("onnxruntime", "folded", "qat"))
+        folded = np.concatenate([reference(x).numpy().ravel() for x in batches])
+    candidate, qat = (
+        np.concatenate([o.numpy().ravel() for o in ran[k][: len(batches)]]) for k in ("onnxruntime", "qat")
+    )
     step = output_step(gm)
     report.agreement["export_reference"] = compare(folded, candidate, step).to_dict()
     report.agreement["qat"] = compare(qat, candidate, step).to_dict()

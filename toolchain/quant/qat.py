@@ -101,8 +101,9 @@ class QATConfig(QuantConfig, TrainConfig):
     ptq: str = opt(
         "",
         "post-training reconstruction after calibration, on the calib_batches images: stages in order, comma-"
-        "separated, from Brevitas's algorithms: gptq, gpfq, qronos, bias-correction, calibrate (re-fit the activation "
-        "steps); empty: weights rounded to the nearest level. Pruned weights stay 0",
+        "separated, from Brevitas's algorithms: gptq, gpfq, qronos, learned-round (AdaRound, layer by layer), "
+        "bias-correction, calibrate (re-fit the activation steps); empty: weights rounded to the nearest level. "
+        "Pruned weights stay 0",
     )
     plot_layer: str | None = opt(None, "layer whose weight histogram is plotted (default: the largest inner one)")
     out_dir: str = opt("runs/qat", "output folder: config.toml, metrics.jsonl, last.pt, plots")
@@ -210,11 +211,11 @@ class QATRecipe(PenaltyRecipe):
         risk = collapse_risk(c)
         if risk and env.is_main and not self.restoring:
             print(risk, file=sys.stderr)
-        # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
-        batches = CalibrationBatches(bundle.train.batches(c.batch_size, seed=c.seed, train=False), c.calib_batches,
-                                     env.device)  # fmt: skip
-        calibrate(qat, batches)
-        if not self.restoring:  # reconstruction, where asked for (a checkpoint's state replaces it on restore)
+        if not self.restoring:  # calibration and reconstruction (on restore, the checkpoint's state replaces both)
+            # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
+            batches = CalibrationBatches(bundle.train.batches(c.batch_size, seed=c.seed, train=False),
+                                         c.calib_batches, env.device)  # fmt: skip
+            calibrate(qat, batches)
             log = (lambda line: print(line, file=sys.stderr)) if env.is_main else (lambda line: None)
             self.ptq_seconds = reconstruct(qat, batches, parse_stages(c.ptq), log)
         regularizer = MSQERegularizer(qat, c.lam, c.reg, c.step_grad)
