@@ -62,6 +62,16 @@ def test_reconstruction_beats_rounding_to_nearest(trained) -> None:
     assert _on_grid(gptq) and not any("weight_orig" in k for k in gptq.state_dict())
 
 
+def test_learned_rounding_beats_rounding_to_nearest_and_leaves_plain_quantizers(trained) -> None:
+    _, float_model, bundle = trained
+    rtn = _quantized(float_model, bundle, [])
+    learned = _quantized(float_model, bundle, ["learned-round"])
+    assert _logit_mse(learned, float_model, bundle) < 0.8 * _logit_mse(rtn, float_model, bundle)
+    assert _on_grid(learned) and learned.state_dict().keys() == rtn.state_dict().keys()
+    assert all(torch.equal(weight_step(a), weight_step(b))
+               for (_, a), (_, b) in zip(quant_weight_layers(learned), quant_weight_layers(rtn)))  # fmt: skip
+
+
 def test_pruned_zeros_stay_zero_and_the_parameters_are_unchanged(trained) -> None:
     _, float_model, bundle = trained
     pruned = copy.deepcopy(float_model)
@@ -97,10 +107,24 @@ def test_bias_correction_moves_into_the_batch_norm_of_a_convolution_without_bias
     ],
 )
 def test_every_kind_of_block_reconstructs(name: str) -> None:
+    _reconstructs(name, ["gptq", "bias-correction"])
+
+
+# Learned rounding's cost is per layer (Brevitas's quantizer overhead on each of its Adam steps): 20 steps a layer
+# here; the many small layers of mobilenet_v2_tiny still take a minute, so that case runs in the heavy lane.
+@pytest.mark.parametrize("name", ["vit_tiny", pytest.param("mobilenet_v2_tiny", marks=pytest.mark.heavy)])
+def test_learned_rounding_runs_on_attention_and_depthwise_blocks(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import toolchain.quant.rounding as rounding
+
+    monkeypatch.setattr(rounding, "ITERATIONS", 20)
+    _reconstructs(name, ["learned-round"])
+
+
+def _reconstructs(name: str, stages: list[str]) -> None:
     gm = copy.deepcopy(prepared(name, wbits=4))
     keys = gm.state_dict().keys()
     x = sample(name, 8, seed=5)
-    reconstruct(gm, CalibrationBatches([x], 1), ["gptq", "bias-correction"])
+    reconstruct(gm, CalibrationBatches([x], 1), stages)
     assert gm.state_dict().keys() == keys and _on_grid(gm)
     assert torch.isfinite(gm(x)).all()
 

@@ -13,6 +13,7 @@ prepared model, in order, and leaves it in the form the rest of the toolchain ex
   column, and each column's error is spread over the columns not yet quantized, using the layer's input Hessian
   from the calibration images. Pruned weights stay exactly 0 (:func:`_masked_gptq`).
 * ``gpfq`` / ``qronos`` – Brevitas's GPFQ and Qronos (error-correcting path following), where installed.
+* ``learned-round`` – AdaRound on Brevitas's learned-round quantizer, layer by layer (:mod:`.rounding`).
 * ``calibrate`` – re-fit the activation steps to the reconstructed weights.
 
 Every stage keeps the steps (the weight quantizers' thresholds are not touched), so after a stage that moves
@@ -193,6 +194,13 @@ def _gptq(model: nn.Module, batches: CalibrationBatches) -> None:
 
     mode = gptq_mode(model, act_order=True, gptq_class=_masked_gptq(), device=_device(model))
     _layerwise(mode, model, batches)
+
+
+@register_stage("learned-round", moves_weights=True)
+def _learned_round(model: nn.Module, batches: CalibrationBatches) -> None:
+    from .rounding import learned_rounding
+
+    learned_rounding(model, quant_weight_layers(model), batches)
 
 
 @register_stage("gpfq", moves_weights=True)
