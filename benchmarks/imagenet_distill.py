@@ -7,7 +7,9 @@ report, indices from its `classes.txt`). Training rows learn from the float teac
 Reported on `val/`, paired with the float model on the same images: top-1/top-5, Δ top-1, top-1 agreement, logit
 SQNR, file sizes, total and weights-only compression ratios, onnxruntime latency against the float ONNX at batch 1,
 and wall time. The `ort-static-w8a8` row is onnxruntime's own `quantize_static` (QDQ, per-channel, MinMax) with
-the same 64 calibration images.
+the same 64 calibration images (an earlier run's row); the `peer-*` rows are the tools a user would pick
+instead (`benchmarks/peers.py`: quantize_static MinMax and Percentile, NNCF, Brevitas's own PTQ flow), calibrated on
+the same first `--calib-images` training images as ours and scored the same way.
 
   PYTHONPATH=. .venv/bin/python benchmarks/imagenet_distill.py --rows ptq-w8a8,ptq-w4a8 \\
       --results benchmarks/results/imagenet_distill.jsonl
@@ -42,7 +44,17 @@ PRUNE = ["--ratio", "0.5", "--method", "partial-l2", "--prune-lr", "0.0003", "--
 
 W4DW8 = ["--wbits", "4", "--depthwise-wbits", "8", "--ratio", "0", "--prune-epochs", "0", "--epochs", "6"]
 
+# The short command (`--recipe pretrained` chooses the rest; toolchain/recipes.py); its rows skip COMMON.
+SHORT = ["--recipe", "pretrained", "--model", "mobilenet_v2"]
+
 ROWS: dict[str, list[str]] = {
+    "recipe-w8": [*SHORT, "--wbits", "8"],
+    "recipe-w4-dw8": [*SHORT, "--wbits", "4"],
+    "recipe-w4-dw8-finish3": [*SHORT, "--wbits", "4", "--epochs", "3"],
+    "recipe-w4": [*SHORT, "--wbits", "4", "--depthwise-wbits", "4"],
+    "recipe-w4-finish3": [*SHORT, "--wbits", "4", "--depthwise-wbits", "4", "--epochs", "3"],
+    "recipe-w4-dw8-prune30-finish3": [*SHORT, "--wbits", "4", "--ratio", "0.3", "--method", "partial-l2", "--scope",
+                                      "global", "--prune-epochs", "1", "--epochs", "3"],
     "ptq-w8a8": ["--wbits", "8", *PTQ],
     # Post-training reconstruction (--ptq), stages chosen on held-out train images (benchmarks/imagenet_ptq_select.py)
     "ptq-w8a8-bc": ["--wbits", "8", *PTQ, "--ptq", "bias-correction"],
@@ -76,8 +88,12 @@ ROWS: dict[str, list[str]] = {
 }  # fmt: skip
 
 
+PEER_ROWS = ("peer-ort-static-minmax", "peer-ort-static-percentile", "peer-nncf", "peer-brevitas-ptq")
+
+
 def _command(name: str, data: Path, weights: Path, out: Path, seed: int) -> list[str]:
-    return [sys.executable, "-m", "toolchain", "compress", *COMMON, *ROWS[name], "--weights", str(weights),
+    common = [] if ROWS[name][:2] == SHORT[:2] else COMMON
+    return [sys.executable, "-m", "toolchain", "compress", *common, *ROWS[name], "--weights", str(weights),
             "--data", str(data), "--seed", str(seed), "--out-dir", str(out), "--no-progress", "--json"]  # fmt: skip
 
 
@@ -109,6 +125,8 @@ def run_row(name: str, data: Path, weights: Path, out: Path, seed: int) -> dict[
         "n": ort["n"],
         **export["float_agreement"],
         "weight_sparsity": acc["sparsity"],
+        "integer_convs": export["integer_kernels"].get("QLinearConv", 0),
+        "float_convs": export["float_kernels"].get("Conv", 0),
         "files": {local(k): v for k, v in export["files"].items()},
         "total_ratio": acc["total_ratio"],
         "weights_ratio": acc["weights_ratio"],
@@ -118,12 +136,12 @@ def run_row(name: str, data: Path, weights: Path, out: Path, seed: int) -> dict[
     }
 
 
-def ort_static_row(data: Path, weights: Path) -> dict[str, Any]:
-    """onnxruntime's quantize_static W8A8 (QDQ, per-channel, MinMax) on the same 64 calibration images."""
-    import onnxruntime as ort
+def peer_row(name: str, data: Path, weights: Path, calib_images: int) -> dict[str, Any]:
+    """One of the tools a user would pick instead (:mod:`benchmarks.peers`), on the first ``calib_images``
+    un-augmented training images (those `compress` calibrates on), scored on `val/` with the same metrics."""
     import torch
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+    from benchmarks.peers import PEERS, integer_convolutions
     from models import create_model
     from runtime.latency import race, timing_session
     from toolchain.data import load_dataset
@@ -134,49 +152,41 @@ def ort_static_row(data: Path, weights: Path) -> dict[str, Any]:
     start = time.time()
     bundle = load_dataset(str(data))
     model = load_weights(create_model("mobilenet_v2"), weights).eval()
-    calib = [x.numpy() for x, _ in bundle.train.batches(32, train=False)][:2]  # the first 64, as --calib-batches 2
+    calib = np.concatenate([x.numpy() for x, _ in bundle.train.batches(32, train=False)])[:calib_images]
     xs, ys = zip(*bundle.test.batches(50))
     x, y = torch.cat(xs), torch.cat(ys)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{"input": b[i : i + 1]} for b in calib for i in range(len(b))])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.items, None)
-
     with tempfile.TemporaryDirectory() as tmp:
         f32 = export_float(model, x[:1], Path(tmp) / "float.onnx")
-        q8 = Path(tmp) / "static.onnx"
-        quantize_static(str(f32), str(q8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
-        session = ort.InferenceSession(str(q8), providers=["CPUExecutionProvider"])
-        logits = torch.from_numpy(np.concatenate([session.run(None, {"input": b.numpy()})[0] for b in xs]))
-        with torch.no_grad():
-            reference = model(x)
-        timed = race({"float": timing_session(f32), "exported": timing_session(q8)}, x[:1].numpy(), 200)
-        size = q8.stat().st_size
-    top = logits.topk(5, 1).indices
-    ftop = reference.topk(5, 1).indices
+        made = PEERS[name](model, f32, [calib[i : i + 32] for i in range(0, len(calib), 32)], list(xs), Path(tmp))
+        wall = time.time() - start
+        convs = integer_convolutions(made.onnx)
+        files = {made.onnx.name: made.onnx.stat().st_size} if made.onnx else {}
+        timed = race({"float": timing_session(f32), "exported": timing_session(made.onnx)}, x[:1].numpy(), 200) \
+            if made.onnx else None  # fmt: skip
+    with torch.no_grad():
+        reference = model(x)
+    top, ftop = made.logits.topk(5, 1).indices, reference.topk(5, 1).indices
     return {
-        "row": "ort-static-w8a8",
+        "row": f"peer-{name}",
         "seed": 0,
-        "command": "benchmarks/imagenet_distill.py --rows ort-static-w8a8",
-        "wall_s": time.time() - start,
+        "command": f"benchmarks/imagenet_distill.py --rows peer-{name} --calib-images {calib_images}",
+        "wall_s": wall,
+        "calib_images": len(calib),
         "float_top1": 100 * float((ftop[:, 0] == y).double().mean()),
         "float_top5": 100 * float((ftop == y[:, None]).any(1).double().mean()),
         "top1": 100 * float((top[:, 0] == y).double().mean()),
         "top5": 100 * float((top == y[:, None]).any(1).double().mean()),
         "n": len(y),
-        **float_agreement(reference, logits),
-        "files": {"static.onnx": size},
-        "total_ratio": 4 * sum(p.numel() for p in model.parameters()) / size,
-        "latency_b1": {
+        **float_agreement(reference, made.logits),
+        **convs,
+        "files": files,
+        "total_ratio": 4 * sum(p.numel() for p in model.parameters()) / sum(files.values()) if files else None,
+        "latency_b1": None if timed is None else {
             "float_median_ms": timed["float"]["median_ms"],
             "exported_median_ms": timed["exported"]["median_ms"],
             "speedup": timed["exported"]["speedup_vs_float_median"],
         },
-    }
+    }  # fmt: skip
 
 
 def report(paths: list[Path]) -> None:
@@ -196,25 +206,27 @@ def report(paths: list[Path]) -> None:
         return fmt.format(v.mean()) + " ± " + fmt.format(v.std(ddof=1)).rstrip("×").lstrip("+")
 
     head = ("row", "seeds", "top-1 %", "top-5 %", "Δ top-1 vs float", "top-1 agreement %", "logit SQNR dB",
-            "sparsity %", "sidecar + graph KiB", "total ratio", "weights-only ratio", "latency vs FP32, batch 1",
-            "wall time")  # fmt: skip
+            "sparsity %", "integer / float convs", "sidecar + graph KiB", "total ratio", "weights-only ratio",
+            "latency vs FP32, batch 1", "wall time")  # fmt: skip
     print("| " + " | ".join(head) + " |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, rs in rows.items():
         for r in rs:
             r["delta"] = r["top1"] - r["float_top1"]
-            r["kib"] = sum(v for k, v in r["files"].items() if not k.endswith("model.onnx")) / 1024
-            r["speedup"] = r["latency_b1"]["speedup"]
+            r["kib"] = sum(v for k, v in r["files"].items() if not k.endswith("model.onnx")) / 1024 or None
+            r["speedup"] = (r.get("latency_b1") or {}).get("speedup")
+        convs = "{} / {}".format(rs[0]["integer_convs"], rs[0]["float_convs"]) if "integer_convs" in rs[0] else "–"
         print(f"| {name} | {len(rs)} | {ms(rs, 'top1')} | {ms(rs, 'top5')} | {ms(rs, 'delta', fmt='{:+.1f}')} | "
               f"{ms(rs, 'top1_agreement', 100)} | {ms(rs, 'logit_sqnr_db')} | {ms(rs, 'weight_sparsity', 100)} | "
-              f"{ms(rs, 'kib', fmt='{:.0f}')} | {ms(rs, 'total_ratio', fmt='{:.2f}×')} | "
+              f"{convs} | {ms(rs, 'kib', fmt='{:.0f}')} | {ms(rs, 'total_ratio', fmt='{:.2f}×')} | "
               f"{ms(rs, 'weights_ratio', fmt='{:.2f}×')} | {ms(rs, 'speedup', fmt='{:.2f}×')} | "
               f"{ms(rs, 'wall_s', 1 / 60, '{:.0f}')} min |")  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default="", help=f"comma-separated rows: {', '.join([*ROWS, 'ort-static-w8a8'])}")
+    parser.add_argument("--rows", default="", help=f"comma-separated rows: {', '.join([*ROWS, *PEER_ROWS])}")
+    parser.add_argument("--calib-images", type=int, default=64, help="calibration images of the peer rows")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds for the training rows")
     parser.add_argument("--data", type=Path, default=DATA, help="the ImageNet sample folder (train/, val/, classes)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "imagenet", help="run folders")
@@ -229,8 +241,8 @@ def main() -> int:
     weights = imagenet_mobilenet_v2_path()
     for name in [r for r in args.rows.split(",") if r]:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            if name == "ort-static-w8a8":
-                row = ort_static_row(args.data, weights)
+            if name in PEER_ROWS:
+                row = peer_row(name.removeprefix("peer-"), args.data, weights, args.calib_images)
             else:
                 row = run_row(name, args.data, weights, args.out / f"{name}-s{seed}", seed)
             append_row(row, args.results)

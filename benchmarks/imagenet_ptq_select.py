@@ -9,8 +9,18 @@ float model and logit SQNR. The chosen stages are then run once on `val/` by `be
   PYTHONPATH=. .venv/bin/python benchmarks/imagenet_ptq_select.py --configs w8:,w8:gptq,bias-correction \\
       --results benchmarks/results/imagenet_ptq_select.jsonl
 
-A config is `BITS:STAGES` with BITS one of w8 (W8A8), w4 (W4A8, every inner layer 4-bit), w4dw8 (W4A8 with 8-bit
-depthwise layers); first and last layers stay 8-bit. Configs are separated by `;`.
+A config is `BITS[+KNOB=VALUE…]:STAGES` with BITS one of w8 (W8A8), w4 (W4A8, every inner layer 4-bit), w4dw8 (W4A8
+with 8-bit depthwise layers); first and last layers stay 8-bit. Configs are separated by `;`. The knobs are the
+W8A8 ablation (issue 28), each a departure from what `compress` does:
+
+  io=float | out=float     the network input and output (or only the output) left unquantized
+  stat=mse | pN | max      activation step: MSE-optimal (ours), the N-th percentile of |x| (e.g. p99.99), the maximum
+  samples=N                values kept per activation quantizer per calibration batch (ours: 65,536)
+  calib=N                  calibration batches of 32 images (ours: 2)
+  wstep=mse | max          weight step per output channel: MSE-optimal (ours) or max|w| / L
+  perchannel=0             one weight step per layer
+  seed=N                   the global seed before calibration (reproducibility)
+  acts=float | weights=float  every activation quantizer (or every weight quantizer) off: which side loses what
 """
 
 from __future__ import annotations
@@ -50,6 +60,67 @@ def held_out_folder(data: Path, tmp: Path) -> Path:
     return dev
 
 
+def _act_quants_at_io(gm: torch.fx.GraphModule) -> tuple[list[str], list[str]]:
+    """Names of the activation quantizers on the network input and on its outputs."""
+    inputs = [str(n.target) for n in gm.graph.nodes if n.op == "call_module" and str(n.target).endswith("_aq")
+              and any(isinstance(a, torch.fx.Node) and a.op == "placeholder" for a in n.args)]  # fmt: skip
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    outputs = [str(a.target) for a in out.all_input_nodes if a.op == "call_module" and str(a.target).endswith("_aq")]
+    return inputs, outputs
+
+
+def _statistic(name: str) -> Any:  # a drop-in for msqe_optimal_step_from_samples
+    from models.quant.quantizers import max_level, msqe_optimal_step_from_samples
+
+    if name == "mse":
+        return msqe_optimal_step_from_samples
+
+    def step(values: torch.Tensor, bits: int, signed: bool, bins: int = 4096) -> float:
+        mags = values.float().abs().flatten()
+        top = float(mags.max()) if name == "max" else float(torch.quantile(mags[:16_000_000], float(name[1:]) / 100))
+        return max(top, 1e-8) / max_level(bits, signed)
+
+    return step
+
+
+def prepared(float_model: torch.nn.Module, bits: str, knobs: dict[str, str], calib_source: list) -> Any:
+    """The quant-aware model after calibration, with the ablation's ``knobs`` applied."""
+    import models.quant.prepare as prepare
+    from models.quant.prepare import act_quantizers
+    from toolchain.quant import CalibrationBatches, QuantConfig, calibrate, prepare_qat, quant_weight_layers
+
+    qc = QuantConfig(abits=8, per_channel=knobs.get("perchannel", "1") == "1", **BITS[bits])
+    gm = prepare_qat(copy.deepcopy(float_model), qc)
+    if knobs.get("wstep") == "max":
+        for _, layer in quant_weight_layers(gm):
+            w = layer.weight.detach()
+            amax = w.abs().reshape(w.shape[0], -1).amax(1) if qc.per_channel else w.abs().amax()
+            threshold = layer.weight_quant.tensor_quant.scaling_impl.value
+            threshold.data.copy_(amax.reshape(threshold.shape))
+    saved = prepare.ACT_SAMPLES, prepare.msqe_optimal_step_from_samples
+    prepare.ACT_SAMPLES = int(knobs.get("samples", prepare.ACT_SAMPLES))
+    prepare.msqe_optimal_step_from_samples = _statistic(knobs.get("stat", "mse"))
+    try:
+        torch.manual_seed(int(knobs.get("seed", 0)))
+        batches = CalibrationBatches(calib_source, int(knobs.get("calib", 2)))
+        calibrate(gm, batches)
+    finally:
+        prepare.ACT_SAMPLES, prepare.msqe_optimal_step_from_samples = saved
+    inputs, outputs = _act_quants_at_io(gm)
+    plain = {"io": inputs + outputs, "out": outputs}
+    for key in ("io", "out"):
+        if knobs.get(key) == "float":
+            for name in plain[key]:
+                setattr(gm, name, torch.nn.Identity())  # the quantizers sit on the root module
+    if knobs.get("acts") == "float":
+        for name, _ in act_quantizers(gm):
+            setattr(gm, name, torch.nn.Identity())
+    if knobs.get("weights") == "float":
+        for _, layer in quant_weight_layers(gm):
+            layer.weight_quant.disable_quant = True
+    return gm, batches
+
+
 def score(model: torch.nn.Module, reference: torch.Tensor, xs: list[torch.Tensor], ys: torch.Tensor) -> dict:
     from toolchain.verify import float_agreement
 
@@ -62,7 +133,7 @@ def main() -> int:
     from toolchain.data import load_dataset
     from toolchain.modeling import load_weights
     from toolchain.pretrained import imagenet_mobilenet_v2_path
-    from toolchain.quant import CalibrationBatches, QuantConfig, calibrate, prepare_qat, reconstruct
+    from toolchain.quant import reconstruct
     from toolchain.quant.ptq import parse_stages
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,13 +154,13 @@ def main() -> int:
     print(f"float: {100 * float((reference.argmax(1) == ys).double().mean()):.1f} % on {len(ys)} held-out train "
           f"images", file=sys.stderr)  # fmt: skip
     for spec in [c for c in args.configs.split(";") if c]:
-        bits, _, stages = spec.partition(":")
+        head, _, stages = spec.partition(":")
+        bits, *pairs = head.split("+")
+        knobs = dict(pair.split("=", 1) for pair in pairs)
         start = time.time()
-        gm = prepare_qat(copy.deepcopy(float_model), QuantConfig(abits=8, **BITS[bits]))
-        batches = CalibrationBatches(calib_source, 2)
-        calibrate(gm, batches)
+        gm, batches = prepared(float_model, bits, knobs, calib_source)
         seconds = reconstruct(gm, batches, parse_stages(stages), log=lambda s: print(s, file=sys.stderr))
-        row: dict[str, Any] = {"bits": bits, "ptq": stages, **score(gm.eval(), reference, xs, ys),
+        row: dict[str, Any] = {"bits": bits, "knobs": knobs, "ptq": stages, **score(gm.eval(), reference, xs, ys),
                                "float_top1": 100 * float((reference.argmax(1) == ys).double().mean()),
                                "n": len(ys), "ptq_seconds": seconds, "wall_s": time.time() - start,
                                "cpu": cpu_facts()}  # fmt: skip
