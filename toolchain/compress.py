@@ -325,7 +325,15 @@ def summary_table(config: CompressConfig, results: dict[str, Any]) -> str:
     sparsity = f"{100 * acc['sparsity']:.1f}"
     rows = [
         ["float", _metric(results["float"]), "0.0", "32/32", f"{4 * params / 1024:.1f}", "1.0×", "1.0×"],
-        ["hard prune", _metric(prune["after_prune"]), f"{100 * prune['weight_sparsity']:.1f}", "32/32", "–", "–", "–"],
+        [
+            "hard prune",
+            _metric(prune["after_prune"] or prune),
+            f"{100 * prune['weight_sparsity']:.1f}",
+            "32/32",
+            "–",
+            "–",
+            "–",
+        ],
         ["QAT", _metric(results["qat"]), sparsity, f"{config.wbits}/{config.abits}", "–", "–", "–"],
         [
             "onnxruntime",

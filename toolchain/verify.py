@@ -200,14 +200,13 @@ def _agreement(
     gm = restored.model
     if not isinstance(gm, fx.GraphModule):
         raise ToolchainError("--qat must be a quant-aware checkpoint (written by `toolchain qat`)")
-    count = max(1, -(-1024 // size))  # batches for up to 1,024 samples (SR: 4 whole images at batch 256)
-    batches = [b for b, _ in _first(bundle.test.batches(size), count)]
+    batches = _leading(bundle.test.batches(size), max(1, -(-1024 // size)))
     built = build_graph(gm, batches[0][:2])
     reference = folded_model(gm, built)
     with torch.no_grad():
         folded = np.concatenate([reference(x).numpy().ravel() for x in batches])
     candidate, qat = (
-        np.concatenate([o.numpy().ravel() for o in ran[k][: len(batches)]]) for k in ("onnxruntime", "qat")
+        np.concatenate([o[: len(x)].numpy().ravel() for o, x in zip(ran[k], batches)]) for k in ("onnxruntime", "qat")
     )
     step = output_step(gm)
     report.agreement["export_reference"] = compare(folded, candidate, step).to_dict()
@@ -225,13 +224,18 @@ def _agreement(
         )
 
 
-def _first(iterator: Any, n: int) -> list[Any]:
-    out = []
-    for item in iterator:
-        out.append(item)
-        if len(out) == n:
+def _leading(source: Any, most: int) -> list[torch.Tensor]:
+    """The inputs of the first test batches (at most ``most``), cut to 1,024 samples and to about 8 M input values:
+    53 ImageNet images, every digit of a 1,024-image test set, 4 whole super-resolution images at batch 256."""
+    batches: list[torch.Tensor] = []
+    limit = 1024
+    for x, _ in source:
+        if not batches:
+            limit = min(limit, max(16, 8_000_000 // max(1, x[0].numel())))
+        batches.append(x[: limit - sum(len(b) for b in batches)])
+        if len(batches) == most or sum(len(b) for b in batches) >= limit:
             break
-    return out
+    return batches
 
 
 def layerwise(gm: fx.GraphModule, built: Any, model: runtime.Model, x: torch.Tensor) -> list[dict[str, Any]]:

@@ -115,7 +115,8 @@ class PruneRecipe(PenaltyRecipe):
         masks = hard_prune(self.layers, c.ratio, c.scope)
         layers: list[Any] = [m for _, m in weighted_layers(model)]
         total = sum(int(m.weight.numel()) for m in layers)
-        pruned = evaluate(model, self.bundle.test, self.bundle.task, self.device)
+        # nothing pruned: the model is the one the loop has just evaluated (the phase's own metrics)
+        pruned = evaluate(model, self.bundle.test, self.bundle.task, self.device) if masks.pruned else None
         path = save_checkpoint(
             out_dir / "pruned.pt",
             model=model.state_dict(),
@@ -131,7 +132,7 @@ class PruneRecipe(PenaltyRecipe):
             "prunable_sparsity": masks.pruned / max(self.regularizer.count, 1),
             "weight_sparsity": masks.pruned / max(total, 1),
             "pruned_energy": energy,
-            "after_prune": pruned,
+            "after_prune": pruned,  # None: as the phase's metrics
         }
         if c.method == "partial-l2" and c.epochs > 0:
             title = f"{c.model}: partial L2, r={c.ratio:g} ({c.scope}), λ_p={c.lam_p:g}"
