@@ -132,8 +132,11 @@ def _reconstructs(name: str, stages: list[str]) -> None:
 def test_the_qat_recipe_runs_the_stages_and_the_checkpoint_restores(trained, tmp_path: Path) -> None:
     ckpt, float_model, bundle = trained
     config = QATConfig(float_checkpoint=str(ckpt), out_dir=str(tmp_path), wbits=3, epochs=0, ptq="gptq,bias-correction")
-    result = train(config, recipe=QATRecipe(config), progress=False)
+    recipe = QATRecipe(config)
+    result = train(config, recipe=recipe, progress=False)
     assert set(result["ptq_seconds"]) == {"gptq", "bias-correction"}
+    # only the float model's zeros are held at 0 in training, not the weights reconstruction rounded to level 0
+    assert recipe.masks.pruned == 0
     restored = restore(tmp_path / "last.pt")
     assert _logit_mse(restored.model, float_model, bundle) == pytest.approx(
         _logit_mse(_quantized(float_model, bundle, []), float_model, bundle), rel=10

@@ -211,6 +211,8 @@ class QATRecipe(PenaltyRecipe):
         risk = collapse_risk(c)
         if risk and env.is_main and not self.restoring:
             print(risk, file=sys.stderr)
+        if c.keep_zeros and not self.restoring:  # the float model's zeros (pruned), before reconstruction rounds
+            self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])  # more weights to level 0
         if not self.restoring:  # calibration and reconstruction (on restore, the checkpoint's state replaces both)
             # Every process calibrates on the same (first, un-augmented) batches, so all start from identical steps.
             batches = CalibrationBatches(bundle.train.batches(c.batch_size, seed=c.seed, train=False),
@@ -226,8 +228,6 @@ class QATRecipe(PenaltyRecipe):
         self.attach(regularizer.to(env.device))
         total_steps = max(1, bundle.train.steps(c.batch_size, world=env.world) * c.epochs)
         self.alpha_rate = c.alpha_below / (c.alpha_rise * total_steps) if c.alpha_below else c.alpha_lr
-        if c.keep_zeros and not self.restoring:
-            self.masks = Masks.from_zeros([m for _, m in quant_weight_layers(qat)])
         self.near_level_start = regularizer.near_level_share()
         self.layer = c.plot_layer or _largest_inner_layer(qat, c.wbits)
         self.initial = _snapshot(qat, self.layer)
