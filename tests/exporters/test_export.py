@@ -38,10 +38,14 @@ from toolchain.quant import QuantConfig, calibrate, prepare_qat
 # under 1e-6 jitter. MobileNetV2 at 28×28 stays within ±1 step under the same jitter and keeps the 99.9 % bar.
 # efficientnet_b0_small sits on the edge: the same jitter puts 1 of its 640 outputs 2 steps off (none at 1e-7), and
 # onnxruntime that same one, with int8 or uint8 weights alike (measured on this project's AVX2 machine).
-FLOAT_SENSITIVE = {"mobilenet_v3_tiny", "mobilenet_v3_small_small", "mobilenet_v3_large_small", "efficientnet_b0_small"}
+# With calibration drawn from its own fixed-seed generator (issue 28), two more networks' steps landed where the same
+# jitter moves outputs: shufflenet_v1_g3_small puts 4.2 % of its 640 outputs beyond ±1 step (onnxruntime 0.3 %),
+# mobilenet_v3_large 0.175 % of 4,000 (onnxruntime 0.15 %), on the edge like efficientnet_b0_small.
+FLOAT_SENSITIVE = {"mobilenet_v3_tiny", "mobilenet_v3_small_small", "mobilenet_v3_large_small", "efficientnet_b0_small",
+                   "shufflenet_v1_g3_small", "mobilenet_v3_large"}  # fmt: skip
 # Sensitive on some CPUs only: on the AVX512-VNNI machine its PyTorch model stays within ±1 step of itself under the
 # same jitter (640 of 640 outputs), so the sensitivity itself is not asserted; the bar is the measured floor still.
-ON_THE_EDGE = {"efficientnet_b0_small"}
+ON_THE_EDGE = {"efficientnet_b0_small", "mobilenet_v3_large"}
 
 
 def _lane(name: str) -> object:
