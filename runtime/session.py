@@ -206,14 +206,14 @@ def load(
     meta = {p.key: p.value for p in graph.metadata_props}
     if not all(isinstance(v, str) for kv in meta.items() for v in kv):  # protobuf hands back bytes for bad UTF-8
         raise ToolchainError(f"{graph_path} has metadata that is not UTF-8 text (a sidecar name, say): refused")
-    _check_graph_digest(graph_path, graph, meta)
+    hollow = {i.name: i for i in graph.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
+    _check_graph_digest(graph_path, graph, meta, bool(hollow))
     stray = external_data_outside_weights(graph)
     if stray:
         raise ToolchainError(
             f"{graph_path} refers to external data outside its weight initializers ({', '.join(stray[:3])}); "
             "exported models never do, so it is refused"
         )
-    hollow = {i.name: i for i in graph.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
     sidecar: SidecarIndex | None = None
     choice: Choice | None = None
     initializers: dict[str, tuple[Any, Any]] = {}
@@ -389,9 +389,18 @@ def graph_digest(graph: Any) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
-def _check_graph_digest(graph_path: Path, graph: Any, meta: dict[str, str]) -> None:
-    """Graphs the toolchain wrote (``toolchain.format``) must carry and match their digest; others load as they are."""
+def _check_graph_digest(graph_path: Path, graph: Any, meta: dict[str, str], hollow: bool) -> None:
+    """Graphs the toolchain wrote (``toolchain.format``) must carry and match their digest; others load as they are.
+
+    A graph that names a sidecar or has hollow (external) initializers can only be one of ours, so it must carry the
+    format key too: without that rule, one damaged byte in the key's name would switch the digest check off.
+    """
     if META_FORMAT not in meta:
+        if META_SIDECAR in meta or hollow:
+            raise ToolchainError(
+                f"{graph_path} names a sidecar or has external weights but lacks the {META_FORMAT} and "
+                f"{META_GRAPH_SHA256} metadata every toolchain export carries: damaged or edited; refused"
+            )
         return
     recorded = meta.get(META_GRAPH_SHA256)
     if recorded is None:

@@ -241,6 +241,21 @@ def test_changed_metadata_is_refused_and_an_unsealed_toolchain_graph_too(copy: P
         runtime.load(copy / GRAPH)
 
 
+@pytest.mark.parametrize("damage", ["format key renamed", "all metadata removed"])
+def test_a_damaged_format_key_cannot_switch_the_digest_off(copy: Path, damage: str) -> None:
+    """Fuzz case 345 (issue 31): one flipped bit in the format key's name (``toolchaio.format``), then a changed
+    scale, was accepted; a graph with hollow initializers or a sidecar name must carry the key and its digest."""
+    graph = _graph(copy)
+    if damage == "format key renamed":
+        next(p for p in graph.metadata_props if p.key == "toolchain.format").key = "toolchaio.format"
+    else:
+        del graph.metadata_props[:]
+    (copy / GRAPH).write_bytes(graph.SerializeToString())
+    _double_a_scale(copy / GRAPH)
+    with pytest.raises(ToolchainError, match="lacks the toolchain.format"):
+        runtime.load(copy / GRAPH)
+
+
 def test_onnx_files_from_elsewhere_need_no_digest(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [helper.make_node("Relu", ["input"], ["output"])],
