@@ -19,7 +19,16 @@ import numpy as np
 
 from .errors import ToolchainError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PREPROCESSORS", "imagenet_eval", "luma", "normalise", "prepare_image"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PREPROCESSORS",
+    "check_spec",
+    "imagenet_eval",
+    "luma",
+    "normalise",
+    "prepare_image",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -75,3 +84,34 @@ def prepare_image(img: Any, spec: dict[str, Any]) -> np.ndarray:
     if kind not in PREPROCESSORS:
         raise ToolchainError(f"unknown preprocessing {kind!r} (known: {', '.join(PREPROCESSORS)})")
     return PREPROCESSORS[kind](img, spec)
+
+
+def _number(spec: dict[str, Any], key: str, low: float, high: float, integer: bool) -> str | None:
+    """Why ``spec[key]`` is not a number in ``[low, high]`` (an integer where ``integer``), or None."""
+    value = spec.get(key)
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        return f"{key} must be {'an integer' if integer else 'a number'} in [{low:g}, {high:g}], got {value!r}"
+    return None
+
+
+def check_spec(spec: Any, side: int | None) -> str | None:
+    """Why a recorded ``preprocess`` cannot prepare inputs for a model whose input is ``side × side`` (None: not
+    fixed), or None when it can. Read from a file, so nothing in it is trusted: a size of 40,000 would allocate a
+    6 GB image before the model ever refused it."""
+    if not isinstance(spec, dict):
+        return f"preprocess must be an object, got {type(spec).__name__}"
+    kind = spec.get("kind")
+    if kind not in PREPROCESSORS:
+        return f"unknown preprocessing {kind!r} (known: {', '.join(PREPROCESSORS)})"
+    problems = []
+    if kind in ("gray", "imagenet"):
+        problems.append(_number(spec, "size", 1, 8192, integer=True))
+        if not problems[-1] and side is not None and spec["size"] != side:
+            problems.append(f"size {spec['size']} does not match the model's {side}×{side} input")
+    if kind == "gray":
+        problems += [_number(spec, "mean", -1e6, 1e6, integer=False), _number(spec, "std", 1e-12, 1e6, integer=False)]
+    if kind == "y":
+        problems.append(_number(spec, "scale", 1, 16, integer=True))
+    found = [p for p in problems if p]
+    return "; ".join(found) if found else None

@@ -20,6 +20,7 @@ The returned :class:`Model` is session-like: ``run``, input/output metadata and 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,11 +236,33 @@ def load(
         )
     else:
         choice = standalone(graph, depthwise_weights(graph), providers)
+    _check_recorded_config(graph_path, graph, meta)
     try:
         session = ort.InferenceSession(source, options, providers=providers)
     except Exception as e:
         raise ToolchainError(f"onnxruntime cannot load {graph_path}: {e}") from None
     return Model(graph_path, session, sidecar, initializers, choice, source)
+
+
+def _check_recorded_config(graph_path: Path, graph: Any, meta: dict[str, str]) -> None:
+    """The exporter's ``toolchain.config`` must be a JSON object whose ``preprocess`` (where present) can prepare
+    this model's input: every command that reads it (run, verify, inspect) then meets a sound value or none."""
+    from .preprocess import check_spec
+
+    if META_CONFIG not in meta:
+        return
+    try:
+        config = json.loads(meta[META_CONFIG])
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise ToolchainError(f"{graph_path}: its {META_CONFIG} metadata is not a JSON object: refused")
+    if "preprocess" in config:
+        dims = graph.graph.input[0].type.tensor_type.shape.dim if graph.graph.input else []
+        side = dims[-1].dim_value if len(dims) == 4 and dims[-1].dim_value == dims[-2].dim_value > 0 else None
+        problem = check_spec(config["preprocess"], side)
+        if problem:
+            raise ToolchainError(f"{graph_path}: its recorded preprocessing is unusable ({problem}): refused")
 
 
 def _embedded(graph: Any, arrays: dict[str, np.ndarray]) -> Any:

@@ -339,3 +339,49 @@ def test_exported_pairs_pass_the_scale_check_at_2_and_8_bits(tmp_path: Path) -> 
         assert not model.containers.switched
         dtypes = {a.dtype for a in model.weights().values()}  # first and last layers are 8-bit at either width
         assert dtypes == ({np.dtype(np.int8), np.dtype(np.uint8)} if wbits == 2 else {np.dtype(np.uint8)})
+
+
+# -- issue 31 item 4: recorded configurations and images that printed tracebacks -----------------------------------
+
+BAD_CONFIGS = {
+    "not JSON": ("{not json", "is not a JSON object"),
+    "size missing": ({"kind": "gray", "mean": 0.5, "std": 0.5}, "size must be an integer"),
+    "size 0": ({"kind": "gray", "size": 0, "mean": 0.5, "std": 0.5}, "size must be an integer"),
+    "size a string": ({"kind": "gray", "size": "16", "mean": 0.5, "std": 0.5}, "size must be an integer"),
+    "size 40,000": ({"kind": "gray", "size": 40_000, "mean": 0.5, "std": 0.5}, "size must be an integer"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+@pytest.mark.parametrize("command", ["run", "verify", "inspect"])
+def test_a_bad_recorded_config_is_one_error_line(copy: Path, case: str, command: str, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from toolchain.cli.main import main
+
+    value, expected = BAD_CONFIGS[case]
+    set_meta(copy, "toolchain.config", value if isinstance(value, str) else json.dumps({"preprocess": value}))
+    image = tmp_path / "x.png"
+    Image.new("L", (20, 20)).save(image)
+    args = {"run": [str(image)], "verify": ["--data", "digits"], "inspect": []}[command]
+    assert main([command, str(copy / GRAPH), *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+
+
+def test_a_decompression_bomb_is_one_error_line(copy: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    from PIL import Image
+
+    from toolchain.cli.main import main
+
+    side = onnx.load(str(copy / GRAPH), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[-1]
+    set_meta(copy, "toolchain.config", json.dumps({"preprocess": {"kind": "gray", "size": side.dim_value,
+                                                                  "mean": 0.5, "std": 0.5}}))  # fmt: skip
+    image = tmp_path / "bomb.png"
+    Image.new("L", (64, 64)).save(image)
+    assert main(["run", str(copy / GRAPH), str(image)]) == 0  # a sound file and config run
+    capsys.readouterr()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 4)  # the same file is now past PIL's bomb limit
+    assert main(["run", str(copy / GRAPH), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "decompression bomb" in err and err.count("\n") == 1, err

@@ -63,7 +63,7 @@ def _open(path: Path) -> Any:
         with Image.open(path) as img:
             img.load()
             return img.copy()
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:  # the bomb: PIL's pixel limit
         raise ToolchainError(f"cannot read image {path}: {e}") from None
 
 
