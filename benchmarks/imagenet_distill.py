@@ -127,7 +127,7 @@ def run_row(name: str, data: Path, weights: Path, out: Path, seed: int) -> dict[
         **export["float_agreement"],
         "weight_sparsity": acc["sparsity"],
         "integer_convs": export["integer_kernels"].get("QLinearConv", 0),
-        "float_convs": export["float_kernels"].get("Conv", 0),
+        "float_convs": sum(export["float_kernels"].get(op, 0) for op in ("Conv", "FusedConv")),
         "files": {local(k): v for k, v in export["files"].items()},
         "total_ratio": acc["total_ratio"],
         "weights_ratio": acc["weights_ratio"],

@@ -118,4 +118,5 @@ def integer_convolutions(path: Path | None) -> dict[str, Any]:
     from runtime.kernels import classify_kernels, optimized_graph
 
     kernels = classify_kernels(optimized_graph(path))
-    return {"integer_convs": kernels["integer"].get("QLinearConv", 0), "float_convs": kernels["float"].get("Conv", 0)}
+    floats = sum(kernels["float"].get(op, 0) for op in ("Conv", "FusedConv"))  # FusedConv: a float Conv + activation
+    return {"integer_convs": kernels["integer"].get("QLinearConv", 0), "float_convs": floats}
