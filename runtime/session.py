@@ -90,8 +90,10 @@ class Model:
         initializers: dict[str, tuple[Any, Any]],
         containers: Choice | None = None,
         source: str | bytes | None = None,
+        config: dict[str, Any] | None = None,
     ) -> None:
         self.path, self.sidecar = path, sidecar
+        self.config = config or {}  # the exporter's toolchain.config, checked at load (preprocess, task, classes)
         self.containers = containers or Choice("file")  # the weight containers in use on this host, and why
         self._source = source if source is not None else str(path)  # what onnxruntime loaded: file, or rewritten graph
         # name -> (decoded array, OrtValue): the arrays must outlive the session, and ``kernels`` reuses them
@@ -236,21 +238,22 @@ def load(
         )
     else:
         choice = standalone(graph, depthwise_weights(graph), providers)
-    _check_recorded_config(graph_path, graph, meta)
+    config = _recorded_config(graph_path, graph, meta)
     try:
         session = ort.InferenceSession(source, options, providers=providers)
     except Exception as e:
         raise ToolchainError(f"onnxruntime cannot load {graph_path}: {e}") from None
-    return Model(graph_path, session, sidecar, initializers, choice, source)
+    return Model(graph_path, session, sidecar, initializers, choice, source, config)
 
 
-def _check_recorded_config(graph_path: Path, graph: Any, meta: dict[str, str]) -> None:
-    """The exporter's ``toolchain.config`` must be a JSON object whose ``preprocess`` (where present) can prepare
-    this model's input: every command that reads it (run, verify, inspect) then meets a sound value or none."""
+def _recorded_config(graph_path: Path, graph: Any, meta: dict[str, str]) -> dict[str, Any]:
+    """The exporter's ``toolchain.config`` (``{}`` when absent). It must be a JSON object whose ``preprocess``
+    (where present) can prepare this model's input: every command that reads it (run, verify, inspect) then meets a
+    sound value or none."""
     from .preprocess import check_spec
 
     if META_CONFIG not in meta:
-        return
+        return {}
     try:
         config = json.loads(meta[META_CONFIG])
     except ValueError:
@@ -263,6 +266,7 @@ def _check_recorded_config(graph_path: Path, graph: Any, meta: dict[str, str]) -
         problem = check_spec(config["preprocess"], side)
         if problem:
             raise ToolchainError(f"{graph_path}: its recorded preprocessing is unusable ({problem}): refused")
+    return config
 
 
 def _embedded(graph: Any, arrays: dict[str, np.ndarray]) -> Any:

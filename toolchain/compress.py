@@ -319,21 +319,14 @@ def summary_table(config: CompressConfig, results: dict[str, Any]) -> str:
     acc = export["accounting"]
     params = acc["weight_params"] + acc["bias_params"]
     prune = results["prune"]
+    after_prune = prune["after_prune"] or prune  # None when nothing was pruned: the phase's own metrics
     key = "top-1 %" if "top1" in results["float"] else "PSNR dB"
     rebuilt = acc["sidecar_bytes"] + 4 * acc["bias_params"]
     b1 = export.get("latency", {}).get("batch1")
     sparsity = f"{100 * acc['sparsity']:.1f}"
     rows = [
         ["float", _metric(results["float"]), "0.0", "32/32", f"{4 * params / 1024:.1f}", "1.0×", "1.0×"],
-        [
-            "hard prune",
-            _metric(prune["after_prune"] or prune),
-            f"{100 * prune['weight_sparsity']:.1f}",
-            "32/32",
-            "–",
-            "–",
-            "–",
-        ],
+        ["hard prune", _metric(after_prune), f"{100 * prune['weight_sparsity']:.1f}", "32/32", "–", "–", "–"],
         ["QAT", _metric(results["qat"]), sparsity, f"{config.wbits}/{config.abits}", "–", "–", "–"],
         [
             "onnxruntime",

@@ -30,7 +30,6 @@ from torch import nn
 
 import runtime
 from runtime import ToolchainError
-from runtime.session import META_CONFIG
 
 from .agreement import WITHIN_ONE, compare, noise_floor, output_step
 from .config import TrainConfig
@@ -88,7 +87,7 @@ class _Session(nn.Module):
 
 def _recorded_config(model: runtime.Model, data: str | None, data_dir: str | None) -> TrainConfig:
     """The configuration recorded at export (``toolchain.config``), ``data``/``data_dir`` overriding its data set."""
-    meta = json.loads(model.metadata.get(META_CONFIG, "{}"))
+    meta = model.config
     saved = meta.get("checkpoint_config")
     if saved is None and data is None:
         raise ToolchainError("the model records no data set; pass --data (and --data-dir)")
@@ -228,12 +227,13 @@ def _leading(source: Any, most: int) -> list[torch.Tensor]:
     """The inputs of the first test batches (at most ``most``), cut to 1,024 samples and to about 8 M input values:
     53 ImageNet images, every digit of a 1,024-image test set, 4 whole super-resolution images at batch 256."""
     batches: list[torch.Tensor] = []
-    limit = 1024
+    left: int | None = None  # samples still wanted, set by the first batch's sample size
     for x, _ in source:
-        if not batches:
-            limit = min(limit, max(16, 8_000_000 // max(1, x[0].numel())))
-        batches.append(x[: limit - sum(len(b) for b in batches)])
-        if len(batches) == most or sum(len(b) for b in batches) >= limit:
+        if left is None:
+            left = min(1024, max(16, 8_000_000 // max(1, x[0].numel())))
+        batches.append(x[:left])
+        left -= len(batches[-1])
+        if left <= 0 or len(batches) == most:
             break
     return batches
 

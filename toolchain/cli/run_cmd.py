@@ -70,14 +70,13 @@ def _open(path: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     import runtime
     from runtime import ToolchainError
-    from runtime.session import META_CONFIG
 
     if args.top < 1 or args.batch_size < 1:
         raise ToolchainError("--top and --batch-size must be at least 1")
     model = runtime.load(args.model, args.device, allow_fallback=args.allow_cpu_fallback, containers=args.containers)
     if model.containers.warning():
         print(f"warning: {model.containers.warning()}", file=sys.stderr)
-    meta = json.loads(model.metadata.get(META_CONFIG, "{}"))
+    meta = model.config
     spec, task = meta.get("preprocess") or {}, meta.get("task", "classification")
     if not spec:
         raise ToolchainError(f"{args.model} records no preprocessing (exported by an older toolchain?)")
