@@ -150,6 +150,12 @@ def account(model: str | os.PathLike[str] | Model) -> Accounting:
             )
         )
     graph = onnx.load(str(model.path), load_external_data=False)
-    bias = sum(math.prod(i.dims) for i in graph.graph.initializer if i.data_type == onnx.TensorProto.INT32 and i.dims)
+    # the int32 biases are the values a DequantizeLinear reads (its zero-point, also int32, is no parameter)
+    dequantized = {n.input[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    bias = sum(
+        math.prod(i.dims)
+        for i in graph.graph.initializer
+        if i.data_type == onnx.TensorProto.INT32 and i.dims and i.name in dequantized
+    )
     sidecar_file = _sidecar_path(model.path, model.metadata[META_SIDECAR])
     return Accounting(tuple(tensors), bias, sidecar_file.stat().st_size, model.path.stat().st_size)
