@@ -56,6 +56,14 @@ ROWS: dict[str, list[str]] = {
     "recipe-w4-finish3": [*SHORT, "--wbits", "4", "--depthwise-wbits", "4", "--epochs", "3"],
     "recipe-w4-dw8-prune30-finish3": [*SHORT, "--wbits", "4", "--ratio", "0.3", "--method", "partial-l2", "--scope",
                                       "global", "--prune-epochs", "1", "--epochs", "3"],
+    # Issue 29: bits per layer allocated to a size (the short command plus --size-kib / --target-ratio). 2326.8 KiB is
+    # the sidecar + int32 biases of recipe-w4-dw8 (2,382,613 bytes); the uniform rows for comparison are recipe-*.
+    "alloc-at-w4dw8": [*SHORT, "--size-kib", "2326.8"],
+    "alloc-8x": [*SHORT, "--target-ratio", "8"],
+    "alloc-10x": [*SHORT, "--target-ratio", "10"],
+    "alloc-12x": [*SHORT, "--target-ratio", "12"],
+    "alloc-10x-prune": [*SHORT, "--target-ratio", "10", "--alloc-ratios", "0,0.25,0.5"],
+    "recipe-w3-dw8": [*SHORT, "--wbits", "3"],
     "ptq-w8a8": ["--wbits", "8", *PTQ],
     # Post-training reconstruction (--ptq), stages chosen on held-out train images (benchmarks/imagenet_ptq_select.py)
     "ptq-w8a8-bc": ["--wbits", "8", *PTQ, "--ptq", "bias-correction"],
@@ -134,7 +142,15 @@ def run_row(name: str, data: Path, weights: Path, out: Path, seed: int) -> dict[
         "bits_per_weight": acc["bits_per_weight"],
         "latency_b1": export["latency"]["batch1"],
         "verify_failures": export["verify_failures"],
+        "size_bytes": acc["sidecar_bytes"] + 4 * acc["bias_params"],
+        **({"allocation": _allocation(results["allocate"])} if "allocate" in results else {}),
     }
+
+
+def _allocation(result: dict[str, Any]) -> dict[str, Any]:
+    """The allocate phase's budget, solve and time, and each layer's bits (issue 29)."""
+    keys = ("size_budget", "estimated_bytes", "sensitivity", "seconds", "layer_wbits")
+    return {k: result[k] for k in keys}
 
 
 def peer_row(name: str, data: Path, weights: Path, calib_images: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from runtime import ToolchainError, atomic_write_text
 from .config import Config, TrainConfig, opt
 from .exporting import UINT8_WEIGHTS_HELP
 from .pruning.recipe import PruneConfig, PruneRecipe
+from .quant.allocation import parse_options
 from .quant.qat import QATConfig, QATRecipe
 from .recipes import RECIPES
 from .training.distributed import init_distributed, shutdown_distributed
@@ -66,6 +67,23 @@ class CompressConfig(PruneConfig, QATConfig):
         "the float model's",
     )
     uint8_weights: bool = opt(False, UINT8_WEIGHTS_HELP)
+    target_ratio: float = opt(
+        0.0,
+        "compress to this total ratio (32-bit weights and biases over sidecar + int32 biases, as reported): each "
+        "layer's bits (and pruning, with --alloc-ratios) chosen from its measured sensitivity to fit; replaces "
+        "--wbits and the first/last/depthwise bits (0: off)",
+    )
+    size_kib: float = opt(0.0, "like --target-ratio, but the size itself: KiB of sidecar + int32 biases (0: off)")
+    alloc_bits: str = opt("2,3,4,5,6,8", "with a size: the weight bits each layer may get")
+    alloc_ratios: str = opt(
+        "0", "with a size: the magnitude-pruning shares each layer may get before rounding, e.g. 0,0.25,0.5"
+    )
+    alloc_images: int = opt(
+        32, "with a size: held-out training images (after the calibration batches) the sensitivities are measured on"
+    )
+    alloc_costs: str = opt(
+        "", "with a size: reuse the costs.json of an earlier run of the same model and options instead of measuring"
+    )
     out_dir: str = opt("runs/compress", "output folder: float/, prune/, qat/, export/, summary.json")
     log_every: int = opt(10, "write a step record every N steps")
 
@@ -75,6 +93,22 @@ class CompressConfig(PruneConfig, QATConfig):
         self._check(self.prune_epochs >= 0, f"prune_epochs must be ≥ 0, got {self.prune_epochs}")
         self._check(self.max_float_drop >= 0, f"max_float_drop must be ≥ 0, got {self.max_float_drop}")
         self._check(self.recipe in ("", *RECIPES), f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
+        self._check(not (self.target_ratio and self.size_kib), "give --target-ratio or --size-kib, not both")
+        self._check(
+            self.target_ratio == 0 or self.target_ratio >= 1, f"target_ratio must be ≥ 1, got {self.target_ratio}"
+        )
+        self._check(self.size_kib >= 0, f"size_kib must be ≥ 0, got {self.size_kib}")
+        self._check(self.alloc_images >= 1, f"alloc_images must be ≥ 1, got {self.alloc_images}")
+        if self.allocates:
+            try:
+                parse_options(self.alloc_bits, self.alloc_ratios)
+            except ToolchainError as e:
+                self._check(False, str(e))
+
+    @property
+    def allocates(self) -> bool:
+        """Bits (and pruning) are allocated per layer to a size: --target-ratio or --size-kib."""
+        return bool(self.target_ratio or self.size_kib)
 
     @property
     def trains_float(self) -> bool:
@@ -246,30 +280,61 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
             "accounting": account(exported).to_dict(),
         }
 
-    phases: dict[str, tuple[Any, Callable[[], dict[str, Any]]]] = {
+    def allocate() -> dict[str, Any]:
+        from .budget import run_allocation
+        from .training import load_bundle
+
+        names = list(load_bundle(config).class_names)
+        return run_allocation(config, qat_cfg.float_checkpoint, out / "allocate", names, progress, log)
+
+    # each phase's configuration is what decides whether an earlier run's result can be reused
+    phases: dict[str, tuple[Callable[[], Any], Callable[[], dict[str, Any]]]] = {
         "float": (
-            float_cfg,
+            lambda: float_cfg,
             (lambda: train(float_cfg, resume=True, progress=progress))
             if config.trains_float
             else main_only(lambda: _float_metrics(config, progress)),
         ),
         "prune": (
-            prune_cfg,
+            lambda: prune_cfg,
             lambda: train(prune_cfg, resume=True, progress=progress, recipe=PruneRecipe(prune_cfg)),
         ),
-        "qat": (qat_cfg, lambda: train(qat_cfg, resume=True, progress=progress, recipe=QATRecipe(qat_cfg))),
-        "export": ({"qat": qat_cfg, "codecs": config.codecs, "uint8_weights": config.uint8_weights}, main_only(export)),
+        **({"allocate": (lambda: _allocation_key(config, qat_cfg), main_only(allocate))} if config.allocates else {}),
+        "qat": (lambda: qat_cfg, lambda: train(qat_cfg, resume=True, progress=progress, recipe=QATRecipe(qat_cfg))),
+        "export": (
+            lambda: {"qat": qat_cfg, "codecs": config.codecs, "uint8_weights": config.uint8_weights},
+            main_only(export),
+        ),
     }
     results: dict[str, Any] = {}
     for i, (name, (phase_config, work)) in enumerate(phases.items(), start=1):
         log(f"[{i}/{len(phases)}] {name}: {_describe(name, config)}")
-        results[name] = _run_phase(out / name, phase_config, work, log, env)
+        results[name] = _run_phase(out / name, phase_config(), work, log, env)
+        if name == "allocate":  # QAT starts from the allocated model, with the chosen bits
+            allocated = _broadcast(results[name], env)
+            qat_cfg = qat_cfg.replace(float_checkpoint=allocated["checkpoint"], layer_wbits=allocated["layer_wbits"])
     if not env.is_main:
         return {}
     results["failures"] = _failures(config, results)
     atomic_write_text(out / "summary.json", json.dumps(results, indent=2, default=str))
     results["report"] = str(write_report(out, config, results, summary_table(config, results)))
     return results
+
+
+def _allocation_key(config: CompressConfig, qat_cfg: Any) -> dict[str, Any]:
+    """What the allocate phase depends on: the starting model, the size, the options and the images."""
+    names = ("target_ratio", "size_kib", "alloc_bits", "alloc_ratios", "alloc_images", "alloc_costs", "codecs",
+             "per_channel", "calib_batches", "batch_size", "seed", "data", "model")  # fmt: skip
+    return {"start": qat_cfg.float_checkpoint, **{n: getattr(config, n) for n in names}}
+
+
+def _broadcast(result: Any, env: Any) -> Any:
+    """The main process's phase result on every process (under torchrun only the main one allocates)."""
+    if not env.distributed:
+        return result
+    holder = [result]
+    torch.distributed.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def _failures(config: CompressConfig, results: dict[str, Any]) -> list[str]:
@@ -290,10 +355,14 @@ def _describe(name: str, c: CompressConfig) -> str:
         if c.ratio > 0
         else "nothing to prune (--ratio 0): the float weights pass through untrained"
     )
+    bits = "allocated bits, " if c.allocates else f"W{c.wbits}"
     descriptions = {
         "float": f"{'training' if c.trains_float else 'evaluating'} {c.model} on {c.data}",
         "prune": prune,
-        "qat": f"W{c.wbits}A{c.abits}, reg={c.reg}{_regularizer(c)}, steps by {c.steps_by}, {c.epochs} epochs, "
+        "allocate": f"bits{' and pruning' if c.alloc_ratios.strip() not in ('0', '') else ''} per layer for "
+        + (f"a total ratio of {c.target_ratio:g}×" if c.target_ratio else f"{c.size_kib:g} KiB")
+        + f" (options: bits {c.alloc_bits}, pruning {c.alloc_ratios}; {c.alloc_images} held-out training images)",
+        "qat": f"{bits}A{c.abits}, reg={c.reg}{_regularizer(c)}, steps by {c.steps_by}, {c.epochs} epochs, "
         "pruned weights kept at 0",
         "export": "standalone graph + compressed sidecar, onnxruntime accuracy, compression accounting",
     }
@@ -324,10 +393,11 @@ def summary_table(config: CompressConfig, results: dict[str, Any]) -> str:
     rebuilt = acc["sidecar_bytes"] + 4 * acc["bias_params"]
     b1 = export.get("latency", {}).get("batch1")
     sparsity = f"{100 * acc['sparsity']:.1f}"
+    bits = "allocated" if "allocate" in results else str(config.wbits)
     rows = [
         ["float", _metric(results["float"]), "0.0", "32/32", f"{4 * params / 1024:.1f}", "1.0×", "1.0×"],
         ["hard prune", _metric(after_prune), f"{100 * prune['weight_sparsity']:.1f}", "32/32", "–", "–", "–"],
-        ["QAT", _metric(results["qat"]), sparsity, f"{config.wbits}/{config.abits}", "–", "–", "–"],
+        ["QAT", _metric(results["qat"]), sparsity, f"{bits}/{config.abits}", "–", "–", "–"],
         [
             "onnxruntime",
             _metric(export["onnxruntime"]),

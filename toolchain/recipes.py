@@ -29,7 +29,7 @@ def register_recipe(name: str) -> Callable[[Recipe], Recipe]:
 @register_recipe("pretrained")
 def _pretrained(config: Any) -> dict[str, Choice]:
     """A network trained elsewhere and a few hundred images, labelled or not (BENCHMARKS.md, ImageNet MobileNetV2)."""
-    low = config.wbits < 8
+    low = config.wbits < 8 or config.allocates  # an allocation to a size gives some layers fewer than 8 bits
     return {
         "ratio": (0.0, "no pruning unless asked for: a pretrained network has nothing to lose"),
         "prune_epochs": (0, "nothing to prune, so no pruning phase training"),

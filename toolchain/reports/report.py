@@ -76,6 +76,7 @@ def write_report(out_dir: Path, config: Any, results: dict[str, Any], table: str
         f"Coded levels: {acc['coded_bytes']:,} bytes, {acc['coded_bytes'] / max(acc['entropy_bytes'], 1e-9):.4f}× "
         "the sum of the tensors' order-0 entropies (coder tables included).",
         "",
+        *allocation_section(results.get("allocate"), acc),
         "## Training curves",
         "",
     ]
@@ -101,6 +102,37 @@ def write_report(out_dir: Path, config: Any, results: dict[str, Any], table: str
         "",
     ]
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))
+
+
+def allocation_section(allocation: dict[str, Any] | None, acc: dict[str, Any]) -> list[str]:
+    """Bits allocated to a size: the budget against the real sidecar, the plot, and each layer's choice with its
+    measured sensitivity, estimated (rounded levels) and real (exported) coded bytes."""
+    if not allocation:
+        return []
+    real = acc["sidecar_bytes"] + 4 * acc["bias_params"]
+    budget, solved = allocation["size_budget"], allocation["estimated_bytes"]
+    coded = {t["name"].removesuffix(".weight"): t["coded_bytes"] for t in acc["tensors"]}
+    lines = [
+        "## Bits allocated to a size",
+        "",
+        f"Budget {budget / 1024:.1f} KiB (sidecar + int32 biases); solved for {solved / 1024:.1f} KiB"
+        f" on the rounded levels; the export is **{real / 1024:.1f} KiB, {100 * (real / budget - 1):+.2f} %** "
+        f"against the budget (reconstruction and training move levels after the solve). Estimated output noise "
+        f"of the allocation: {10 * math.log10(max(allocation['sensitivity'], 1e-30)):.1f} dB (the sum of the "
+        "layers' measured sensitivities). Measured in "
+        f"{allocation['seconds']['measure']:.0f} s, solved in {allocation['seconds']['solve']:.1f} s.",
+        "",
+        "![allocation](allocate/allocation.png)",
+        "",
+        "| layer | params | bits | pruned % | sensitivity | coded bytes, estimated | coded bytes, exported |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for layer in allocation["layers"]:
+        lines.append(
+            f"| {layer['name']} | {layer['params']:,} | {layer['bits']} | {100 * layer['ratio']:g} | "
+            f"{layer['sensitivity']:.2e} | {layer['coded_bytes']:,} | {coded.get(layer['name'], 0):,} |"
+        )
+    return [*lines, ""]
 
 
 def _float_agreement(fa: dict[str, float]) -> list[str]:
