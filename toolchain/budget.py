@@ -42,7 +42,7 @@ from .quant.allocation import (
 )
 from .training.checkpoint import save_checkpoint
 
-__all__ = ["run_allocation", "size_budget"]
+__all__ = ["allocation_note", "run_allocation", "size_budget"]
 
 MEASURE_BATCH = 16  # images per forward pass while measuring (larger batches ran slower per image here)
 
@@ -113,8 +113,14 @@ def run_allocation(
     codecs = tuple(c.strip() for c in config.codecs.split(",") if c.strip()) or None
     # the sidecar's header carries the exporting configuration: its size counts against the budget
     names = [n for n, _ in weighted_layers(model)]
-    exporting = {"checkpoint_config": {**config.to_dict(), "layer_wbits": dict.fromkeys(names, 8)},
-                 "class_names": list(class_names)}  # fmt: skip
+    exporting = {
+        "checkpoint_config": {**config.to_dict(), "layer_wbits": dict.fromkeys(names, 8)},
+        "class_names": list(class_names),
+        "allocation": {  # as allocation_note writes it, with numbers of typical length
+            "size_budget": budget,
+            "layers": {f"{n}.weight": {"sensitivity": 1.2345678901234567e-05, "ratio": 0.25} for n in names},
+        },
+    }
     folder.mkdir(parents=True, exist_ok=True)
     costs = _load_costs(config.alloc_costs, options, names) if config.alloc_costs else None
     batches = [] if costs else held_out_batches(config, bundle, log)
@@ -136,6 +142,14 @@ def run_allocation(
     )
     plot = plot_allocation(allocation, folder / "allocation.png")
     return {**allocation.to_dict(), "checkpoint": str(path), "pruned_weights": zeroed, "plots": [str(plot)]}
+
+
+def allocation_note(result: dict[str, Any]) -> dict[str, Any]:
+    """What the export records of an allocation (``inspect`` shows it): the budget, and each layer's weight
+    tensor's measured sensitivity and pruning share."""
+    layers = {f"{layer['name']}.weight": {"sensitivity": layer["sensitivity"], "ratio": layer["ratio"]}
+              for layer in result["layers"]}  # fmt: skip
+    return {"size_budget": result["size_budget"], "layers": layers}
 
 
 def frontier(layers: list[LayerCosts], low: float, high: float, points: int = 16) -> list[tuple[float, float]]:

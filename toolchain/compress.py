@@ -235,6 +235,7 @@ def compress(config: CompressConfig, *, progress: bool = True, log: Callable[[st
 def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from runtime.accounting import account
 
+    from .budget import allocation_note
     from .exporting import export_checkpoint, export_float, latency_against_float
     from .reports.report import write_report
     from .training import train
@@ -255,8 +256,14 @@ def _compress(config: CompressConfig, env: Any, progress: bool, log: Callable[[s
     def export() -> dict[str, Any]:
         codecs = tuple(c.strip() for c in config.codecs.split(",") if c.strip()) or None
         # the checkpoints are this run's own, built from the factory the user named
+        notes = {"allocation": allocation_note(results["allocate"])} if "allocate" in results else None
         summary = export_checkpoint(
-            qat_ckpt, out / "export", codecs=codecs, trusted_model=config.model, uint8_weights=config.uint8_weights
+            qat_ckpt,
+            out / "export",
+            codecs=codecs,
+            trusted_model=config.model,
+            uint8_weights=config.uint8_weights,
+            notes=notes,
         )
         report = verify(
             exported,

@@ -35,12 +35,14 @@ def export_checkpoint(
     codecs: tuple[str, ...] | None = None,
     trusted_model: str | None = None,
     uint8_weights: bool = False,
+    notes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` (a ``qat`` checkpoint) into ``out`` (default: its folder/export); returns a summary:
     ``files`` (path → bytes), ``weights``, ``agreement``, ``agreement_with_qat``, ``integer_kernels``,
     ``float_kernels`` and the :class:`exporters.ExportResult` under ``result``. ``trusted_model``: the user's
     factory that the checkpoint may name (see :func:`toolchain.restore.restore`); ``uint8_weights``: see
-    :func:`exporters.export_model`."""
+    :func:`exporters.export_model`; ``notes``: more entries for the recorded configuration (``allocation``: each
+    layer's measured sensitivity, shown by ``inspect``)."""
     import onnxruntime as ort
     import torch
     import torch.fx as fx
@@ -74,6 +76,7 @@ def export_checkpoint(
         "task": bundle.task,
         "class_names": list(bundle.class_names),
         "preprocess": bundle.preprocess,
+        **(notes or {}),
     }
     target = Path(out) if out is not None else checkpoint.parent / "export"
     result = export_model(model, x, target, name, config, sidecar=sidecar, codecs=codecs, uint8_weights=uint8_weights)

@@ -175,3 +175,14 @@ def test_impossible_and_contradictory_sizes_are_refused(cli, allocated, tmp_path
     bad = cli(*ARGS, "--target-ratio", "8", "--alloc-bits", "1,4", "--out-dir", str(tmp_path / "x"))
     assert bad.returncode == 2 and "2…8" in bad.stderr
     assert sidecar_in(out / "export").read_bytes() == sidecar
+
+
+def test_inspect_shows_each_layers_choice_and_sensitivity(cli, allocated) -> None:
+    out, results = allocated
+    shown = cli("inspect", str(out / "export" / "model.compressed.onnx"))
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert "sensitivity" in text and "allocated to" in text
+    for layer in results["allocate"]["layers"]:
+        row = next(line for line in text.splitlines() if line.startswith(f"{layer['name']}.weight "))
+        assert row.split()[3] == str(layer["bits"]) and row.split()[-1] == f"{layer['sensitivity']:.2e}"

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{summary['model']}: {summary['format']}, {summary['bytes'] / 1024:.1f} KiB")
     if accounting is not None:
-        print(compression_text(accounting))
+        print(compression_text(accounting, model.config.get("allocation")))
     else:
         print("standalone graph: compression accounting needs the graph + sidecar pair (model.compressed.onnx)")
     print(describe_kernels(kernels))
@@ -64,18 +64,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def compression_text(a: Any) -> str:
-    """The per-tensor table and the totals of a :class:`runtime.accounting.Accounting`."""
+def compression_text(a: Any, allocation: dict[str, Any] | None = None) -> str:
+    """The per-tensor table and the totals of a :class:`runtime.accounting.Accounting`; with the ``allocation`` an
+    export recorded (``compress --target-ratio``), each tensor's measured sensitivity and the budget too."""
+    layers = allocation.get("layers", {}) if isinstance(allocation, dict) else {}
     head = (
         f"{'tensor':<36} {'shape':<16} {'params':>9} {'bits':>4} {'sparse%':>7} {'H b/w':>6} {'codec':<8} "
-        f"{'bytes':>9} {'b/w':>5} {'/H':>6}"
+        f"{'bytes':>9} {'b/w':>5} {'/H':>6}" + (f" {'sensitivity':>11}" if layers else "")
     )
     lines = [head]
     for t in a.tensors:
         shape = "×".join(map(str, t.shape))
+        sens = layers.get(t.name, {}).get("sensitivity") if layers else None
         lines.append(
             f"{t.name:<36} {shape:<16} {t.params:>9,} {t.bits:>4} {100 * t.sparsity:>7.1f} {t.entropy:>6.2f} "
             f"{t.codec:<8} {t.coded_bytes:>9,} {t.bits_per_weight:>5.2f} {t.vs_entropy:>6.3f}"
+            + (f" {sens:>11.2e}" if isinstance(sens, int | float) else (f" {'–':>11}" if layers else ""))
         )
     lines += [
         f"weights {a.weight_params:,} (sparsity {100 * a.sparsity:.1f} %), biases {a.bias_params:,} (int32)",
@@ -85,4 +89,11 @@ def compression_text(a: Any) -> str:
         f"compression: total {a.total_ratio:.2f}× (32-bit weights and biases / sidecar + int32 biases), "
         f"weights only {a.weights_ratio:.2f}× (32-bit weights / coded levels + steps)",
     ]
+    budget = allocation.get("size_budget") if isinstance(allocation, dict) else None
+    if isinstance(budget, int | float) and budget > 0:
+        size = a.sidecar_bytes + 4 * a.bias_params
+        lines.append(
+            f"allocated to {budget / 1024:.1f} KiB (sidecar + int32 biases): {size / 1024:.1f} KiB, "
+            f"{100 * (size / budget - 1):+.2f} %; sensitivity: the output noise each layer's choice adds alone"
+        )
     return "\n".join(lines)
