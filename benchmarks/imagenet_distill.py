@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +101,14 @@ ROWS: dict[str, list[str]] = {
 PEER_ROWS = ("peer-ort-static-minmax", "peer-ort-static-percentile", "peer-nncf", "peer-brevitas-ptq")
 
 
-def _command(name: str, data: Path, weights: Path, out: Path, seed: int) -> list[str]:
+def _command(name: str, data: Path, weights: Path, out: Path, seed: int, extra: list[str]) -> list[str]:
     common = [] if ROWS[name][:2] == SHORT[:2] else COMMON
-    return [sys.executable, "-m", "toolchain", "compress", *common, *ROWS[name], "--weights", str(weights),
+    return [sys.executable, "-m", "toolchain", "compress", *common, *ROWS[name], *extra, "--weights", str(weights),
             "--data", str(data), "--seed", str(seed), "--out-dir", str(out), "--no-progress", "--json"]  # fmt: skip
 
 
-def run_row(name: str, data: Path, weights: Path, out: Path, seed: int) -> dict[str, Any]:
-    cmd = _command(name, data, weights, out, seed)
+def run_row(name: str, data: Path, weights: Path, out: Path, seed: int, extra: Sequence[str] = ()) -> dict[str, Any]:
+    cmd = _command(name, data, weights, out, seed, list(extra))
     start = time.time()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -249,6 +250,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "imagenet", help="run folders")
     parser.add_argument("--results", type=Path, help="append one JSON line per row here")
     parser.add_argument("--report", type=Path, nargs="*", help="print the table from these results files")
+    parser.add_argument("--extra", default="", help="more compress options for every row, e.g. '--alloc-costs F'")
     args = parser.parse_args()
     if args.report:
         report(args.report)
@@ -261,7 +263,7 @@ def main() -> int:
             if name in PEER_ROWS:
                 row = peer_row(name.removeprefix("peer-"), args.data, weights, args.calib_images)
             else:
-                row = run_row(name, args.data, weights, args.out / f"{name}-s{seed}", seed)
+                row = run_row(name, args.data, weights, args.out / f"{name}-s{seed}", seed, args.extra.split())
             append_row(row, args.results)
     return 0
 

@@ -158,7 +158,7 @@ def test_a_saved_table_is_reused_at_another_size_and_a_foreign_one_refused(cli, 
     out, _ = allocated
     costs = out / "allocate" / "costs.json"
     again = cli(*ARGS, "--target-ratio", "9", "--alloc-ratios", "0,0.5", "--alloc-costs", str(costs),
-                "--out-dir", str(tmp_path / "b"))  # fmt: skip
+                "--max-float-drop", "100", "--out-dir", str(tmp_path / "b"))  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "reused" in again.stdout
     other = cli(*ARGS, "--target-ratio", "12", "--alloc-costs", str(costs), "--out-dir", str(tmp_path / "c"))

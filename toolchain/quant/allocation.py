@@ -16,8 +16,8 @@ sidecar file plus the int32 biases (:mod:`runtime.accounting`). The allocation m
 3. **Apply.** The chosen ratios prune the float model by magnitude (QAT keeps those zeros) and the chosen bits
    become ``layer_wbits``; calibration, reconstruction (``--ptq``) and export then run as for any other model.
 
-The budget covers the sidecar's header too (steps, records, the exporting configuration): it is measured by
-encoding the chosen levels' records once, and the solve is repeated if they do not fit. What the allocation
+The budget covers the sidecar's header too (steps, records, the exporting configuration), measured once: it does
+not depend on the bits chosen. What the allocation
 cannot know is how reconstruction or training moves the levels; the export's real size is reported beside the
 budget (BENCHMARKS.md: within 2 % on ImageNet MobileNetV2).
 """
@@ -180,7 +180,7 @@ class Allocation:
     chosen: list[int]
     size_budget: int  # bytes of sidecar + int32 biases the user asked for
     bias_bytes: int
-    header_bytes: int  # the sidecar's preamble and header, measured on the chosen levels
+    header_bytes: int  # the sidecar's preamble and header (records and configuration)
     seconds: dict[str, float]
 
     @property
@@ -229,29 +229,20 @@ class Allocation:
         }
 
 
-def _header_bytes(
-    model: nn.Module,
-    options: Sequence[Option],
-    chosen: Sequence[int],
-    per_channel: bool,
-    config: dict[str, Any],
-) -> int:
-    """The sidecar's bytes other than coded levels for this choice: its records (steps, chunk tables) and the
-    exporting ``config``, measured by encoding the records with the raw codec (whose level bytes are subtracted)."""
-    tensors = []
+def header_bytes(model: nn.Module, per_channel: bool, config: dict[str, Any]) -> int:
+    """The sidecar's bytes other than coded levels: its preamble and header, whose records (shape, base64 steps,
+    chunk table) and exporting ``config`` do not depend on the bits chosen. Measured by encoding placeholder levels
+    with the raw codec and subtracting their bytes; 16 bytes a chunk cover the longer codec names and lengths."""
+    tensors, level_bytes, chunks = [], 0, 0
     named: list[tuple[str, Any]] = weighted_layers(model)
-    for (name, layer), i in zip(named, chosen):
-        _, levels, step = rounded(layer.weight.detach(), options[i], per_channel)
-        steps = step.reshape(-1).numpy().astype(np.float32)
-        axis = 0 if per_channel else None
-        tensors.append(SidecarTensor(name, levels.to(torch.int8).numpy(), options[i].bits, steps, axis))
-    raw = encode_sidecar(tensors, config, codecs=("raw",))
-    raw_levels = sum(
-        sum(map(len, choose_codec(t.levels, t.bits, ("raw",), chunk_levels=CHUNK_LEVELS)[1])) for t in tensors
-    )
-    chunks = sum(math.ceil(max(t.levels.size, 1) / CHUNK_LEVELS) for t in tensors)
-    # other codecs' names and chunk lengths take a few more characters than raw's: 16 bytes a chunk covers them
-    return len(raw) - raw_levels + 16 * chunks
+    for name, layer in named:
+        shape = tuple(layer.weight.shape)
+        steps = np.ones(shape[0] if per_channel else 1, np.float32)
+        levels = np.zeros(shape, np.int8)
+        tensors.append(SidecarTensor(name, levels, 8, steps, 0 if per_channel else None))
+        level_bytes += levels.size
+        chunks += math.ceil(max(levels.size, 1) / CHUNK_LEVELS)
+    return len(encode_sidecar(tensors, config, codecs=("raw",))) - level_bytes + 16 * chunks
 
 
 def bias_count(model: nn.Module) -> int:
@@ -285,23 +276,16 @@ def allocate(
     layers = costs or measure(model, batches, options, per_channel=per_channel, codecs=codecs, progress=progress)
     measured = time.perf_counter()
     bias_bytes = 4 * bias_count(model)
-    header = _header_bytes(model, options, [0] * len(layers), per_channel, config)
-    chosen: list[int] | None = None
-    for _ in range(4):  # the header depends a little on the choice (chunk tables): solve until it fits
-        chosen = solve(layers, size_budget - bias_bytes - header)
-        if chosen is None:
-            smallest = sum(min(layer.coded_bytes) for layer in layers) + header + bias_bytes
-            raise ToolchainError(
-                f"no allocation fits {size_budget / 1024:.1f} KiB: the smallest the options (bits "
-                f"{','.join(sorted({str(o.bits) for o in options}))}, pruning "
-                f"{','.join(sorted({f'{o.ratio:g}' for o in options}))}) reach is {smallest / 1024:.1f} KiB; allow "
-                "lower bits (--alloc-bits), pruning (--alloc-ratios) or a larger size"
-            )
-        measured_header = _header_bytes(model, options, chosen, per_channel, config)
-        if measured_header <= header:
-            break
-        header = measured_header
-    assert chosen is not None
+    header = header_bytes(model, per_channel, config)
+    chosen = solve(layers, size_budget - bias_bytes - header)
+    if chosen is None:
+        smallest = sum(min(layer.coded_bytes) for layer in layers) + header + bias_bytes
+        raise ToolchainError(
+            f"no allocation fits {size_budget / 1024:.1f} KiB: the smallest the options (bits "
+            f"{','.join(sorted({str(o.bits) for o in options}))}, pruning "
+            f"{','.join(sorted({f'{o.ratio:g}' for o in options}))}) reach is {smallest / 1024:.1f} KiB; allow "
+            "lower bits (--alloc-bits), pruning (--alloc-ratios) or a larger size"
+        )
     seconds = {"measure": measured - started, "solve": time.perf_counter() - measured}
     allocation = Allocation(list(options), layers, chosen, size_budget, bias_bytes, header, seconds)
     log(
