@@ -112,9 +112,14 @@ def run_row(name: str, data: Path, weights: Path, out: Path, seed: int, extra: S
     start = time.time()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    if done.returncode != 0:
+    if not (out / "summary.json").is_file():  # failed before the end; after it, failures are in the row
         raise SystemExit(f"{name} failed:\n{done.stderr[-4000:]}")
-    results = json.loads(done.stdout)
+    return row_from_run(name, cmd, out, seed, time.time() - start)
+
+
+def row_from_run(name: str, cmd: list[str], out: Path, seed: int, wall_s: float) -> dict[str, Any]:
+    """The table row of a finished ``compress`` run folder (its summary.json), verify's failures included."""
+    results = json.loads((out / "summary.json").read_text())
     export = results["export"]
     acc, ort, fl = export["accounting"], export["onnxruntime"], results["float"]
 
@@ -126,7 +131,7 @@ def run_row(name: str, data: Path, weights: Path, out: Path, seed: int, extra: S
         "row": name,
         "seed": seed,
         "command": local(shown),
-        "wall_s": time.time() - start,
+        "wall_s": wall_s,
         "float_top1": fl["top1"],
         "float_top5": fl["top5"],
         "top1": ort["top1"],
@@ -143,6 +148,7 @@ def run_row(name: str, data: Path, weights: Path, out: Path, seed: int, extra: S
         "bits_per_weight": acc["bits_per_weight"],
         "latency_b1": export["latency"]["batch1"],
         "verify_failures": export["verify_failures"],
+        "failures": results["failures"],
         "size_bytes": acc["sidecar_bytes"] + 4 * acc["bias_params"],
         **({"allocation": _allocation(results["allocate"])} if "allocate" in results else {}),
     }
@@ -250,6 +256,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "imagenet", help="run folders")
     parser.add_argument("--results", type=Path, help="append one JSON line per row here")
     parser.add_argument("--report", type=Path, nargs="*", help="print the table from these results files")
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="only read the rows from finished run folders (wall time from their file times)",
+    )
     parser.add_argument("--extra", default="", help="more compress options for every row, e.g. '--alloc-costs F'")
     args = parser.parse_args()
     if args.report:
@@ -262,6 +273,11 @@ def main() -> int:
         for seed in [int(s) for s in args.seeds.split(",")]:
             if name in PEER_ROWS:
                 row = peer_row(name.removeprefix("peer-"), args.data, weights, args.calib_images)
+            elif args.collect:
+                out = args.out / f"{name}-s{seed}"
+                cmd = _command(name, args.data, weights, out, seed, args.extra.split())
+                wall = (out / "summary.json").stat().st_mtime - (out / "config.toml").stat().st_mtime
+                row = row_from_run(name, cmd, out, seed, wall)
             else:
                 row = run_row(name, args.data, weights, args.out / f"{name}-s{seed}", seed, args.extra.split())
             append_row(row, args.results)
