@@ -29,12 +29,30 @@ from .session import META_SIDECAR, Model, _sidecar_path, load
 __all__ = ["Accounting", "TensorAccount", "account", "entropy_bits"]
 
 
+HISTOGRAM_SLICE = 1 << 20  # values counted at a time: the scratch of a histogram is 8 bytes per value of a slice
+
+
 def entropy_bits(levels: np.ndarray) -> float:
     """Order-0 entropy of ``levels`` in bits per level (0 for an empty or constant tensor)."""
-    if levels.size == 0:
+    return _entropy(byte_counts(levels), levels.size)
+
+
+def byte_counts(values: np.ndarray) -> np.ndarray:
+    """How often each of the 256 byte values occurs in the one-byte ``values`` (int8 levels or a container), counted
+    a slice at a time so that the scratch stays small whatever the tensor (``np.bincount`` widens to int64)."""
+    if values.dtype.itemsize != 1:
+        raise TypeError(f"byte counts need one-byte values (int8 or uint8), got {values.dtype}")
+    flat = np.ascontiguousarray(values).reshape(-1).view(np.uint8)
+    counts = np.zeros(256, np.int64)
+    for start in range(0, flat.size, HISTOGRAM_SLICE):
+        counts += np.bincount(flat[start : start + HISTOGRAM_SLICE], minlength=256)
+    return counts
+
+
+def _entropy(counts: np.ndarray, n: int) -> float:
+    if n == 0:
         return 0.0
-    counts = np.bincount(levels.reshape(-1).astype(np.int64) + 128)
-    p = counts[counts > 0] / levels.size
+    p = counts[counts > 0] / n
     return float(-(p * np.log2(p)).sum()) + 0.0
 
 
@@ -132,18 +150,19 @@ def account(model: str | os.PathLike[str] | Model) -> Accounting:
             f"{model.path} is a standalone graph; compression accounting needs the graph + sidecar pair "
             "(model.compressed.onnx)"
         )
-    all_levels = model.levels()
+    containers = model.weights()  # a container is a one-to-one image of the levels: the same entropy, zero at 0 or 128
     tensors = []
     for r in model.sidecar.records:
-        levels = all_levels[r.name]
+        container = containers[r.name]
+        counts = byte_counts(container)  # no whole-tensor copy: inspect stays near the size of the weights
         tensors.append(
             TensorAccount(
                 r.name,
                 r.shape,
                 r.count,
                 r.bits,
-                float(np.count_nonzero(levels == 0)) / max(r.count, 1),
-                entropy_bits(levels),
+                float(counts[128 if container.dtype == np.uint8 else 0]) / max(r.count, 1),
+                _entropy(counts, r.count),
                 r.codec,
                 r.length,
                 r.steps.size,

@@ -11,27 +11,31 @@ is allocated or handed to onnxruntime:
    (:mod:`runtime.scales`) before decoding;
 5. decode each tensor (CRC first); choose each 8-bit weight's container for this host (:mod:`runtime.containers`:
    int8 where onnxruntime's u8×s8 kernels are exact, uint8 where they saturate, found by a probe) and hand the
-   tensors to onnxruntime with ``SessionOptions.add_initializer``. The session is created from the graph file itself,
-   or, when a container was switched, from the graph as rewritten in memory.
+   tensors to onnxruntime with ``SessionOptions.add_initializer`` (no copy). The session is created from the graph
+   file itself, or, when a container was switched, from the graph as rewritten in memory, still hollow, with the
+   graph's folder as the folder of its external data (:func:`_hollow_source`): the weights are held once, not also
+   embedded in a serialized graph.
 
 The returned :class:`Model` is session-like: ``run``, input/output metadata and the execution providers in use.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
 from .containers import Choice, apply, choose, standalone
 from .errors import ToolchainError
 from .scales import check_weight_scales
-from .sidecar import SidecarError, SidecarIndex, parse_sidecar
+from .sidecar import MAX_LEVELS_ENV, SidecarError, SidecarIndex, max_levels_limit, parse_sidecar
 
 __all__ = ["DEVICES", "Model", "TensorInfo", "graph_digest", "load", "materialize", "providers_for"]
 
@@ -145,6 +149,8 @@ class Model:
         options = ort.SessionOptions()
         for name, (_, value) in self._initializers.items():  # the optimizer must see the decoded weights
             options.add_initializer(name, value)
+        if isinstance(self._source, bytes):
+            _hollow_source(options, self.path)
         return classify_kernels(optimized_graph(self._source, options))
 
     def run(self, inputs: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -177,6 +183,34 @@ def _check_input(info: TensorInfo, value: Any) -> None:
             raise ToolchainError(f"input {info.name!r} must have shape {info.shape}, got {value.shape}")
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _out_of_memory_refused(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``func`` (:func:`load`) with a ``MemoryError`` (numpy's, or onnxruntime's ``std::bad_alloc``) turned into one
+    :class:`ToolchainError` line that names the model and the limit on decoded weight levels."""
+
+    @functools.wraps(func)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return func(*args, **kwargs)
+        except MemoryError:
+            path = args[0] if args else kwargs.get("path")
+            try:
+                limit = f"{max_levels_limit(kwargs.get('max_levels')):,}"  # type: ignore[arg-type]
+            except ToolchainError:
+                limit = "unknown"
+            raise ToolchainError(
+                f"out of memory loading {path}: its weights, decoded, or onnxruntime's session do not fit in this "
+                f"machine's memory (a sidecar may declare up to {limit} weight levels; {MAX_LEVELS_ENV}=N or "
+                "runtime.load(..., max_levels=N) lowers or raises that limit)"
+            ) from None
+
+    return guarded
+
+
+@_out_of_memory_refused
 def load(
     path: str | os.PathLike[str],
     device: str = "cpu",
@@ -185,6 +219,8 @@ def load(
     session_options: Any = None,
     decode_threads: int = 1,
     containers: str = "auto",
+    public_key: str | os.PathLike[str] | None = None,
+    max_levels: int | None = None,
 ) -> Model:
     """Open ``path`` (standalone ``.onnx`` or a graph naming a sidecar) on ``device`` ("auto", "cpu" or "cuda").
 
@@ -192,7 +228,12 @@ def load(
     BENCHMARKS.md ("Sidecar format 2") two threads decoded the zstd-coded chunks more slowly than one.
     ``containers`` picks the 8-bit weights' containers of a sidecar pair: ``auto`` (int8 where this host's u8×s8
     kernels are exact, uint8 where they saturate; :mod:`runtime.containers`), ``int8`` or ``uint8``. A standalone
-    file runs as written."""
+    file runs as written. ``public_key`` (an elliptic-curve public key, PEM): refuse the model, before its content is
+    checked or run, unless the signature beside it (``export --sign``) verifies with this key and covers the graph
+    and its sidecar as they are (:mod:`runtime.signing`); without it, signatures are not looked at. ``max_levels``:
+    the most weight levels a sidecar may declare in all (default: the environment variable ``TOOLCHAIN_MAX_LEVELS``,
+    else 2^28, 256 MiB decoded; :func:`runtime.sidecar.max_levels_limit`), checked before anything is decoded. Running
+    out of memory anywhere in the load is a :class:`ToolchainError` that names the model and this limit."""
     import onnx
     import onnxruntime as ort
 
@@ -209,6 +250,13 @@ def load(
     meta = {p.key: p.value for p in graph.metadata_props}
     if not all(isinstance(v, str) for kv in meta.items() for v in kv):  # protobuf hands back bytes for bad UTF-8
         raise ToolchainError(f"{graph_path} has metadata that is not UTF-8 text (a sidecar name, say): refused")
+    if public_key is not None:
+        from .signing import verify
+
+        named = meta.get(META_SIDECAR)
+        if named is not None:
+            _sidecar_path(graph_path, named)  # a plain name in the graph's folder, before the library hashes it
+        verify(graph_path, named, public_key)
     hollow = {i.name: i for i in graph.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
     _check_graph_digest(graph_path, graph, meta, bool(hollow))
     stray = external_data_outside_weights(graph)
@@ -222,12 +270,13 @@ def load(
     initializers: dict[str, tuple[Any, Any]] = {}
     source: str | bytes = str(graph_path)
     if META_SIDECAR in meta:
-        sidecar, arrays = _attach_sidecar(graph_path, graph, meta, hollow, decode_threads)
+        sidecar, arrays = _attach_sidecar(graph_path, graph, meta, hollow, decode_threads, max_levels)
         records = {r.name: r for r in sidecar.records}
         choice = choose(records, arrays, depthwise_weights(graph), providers, containers)
         arrays = apply(graph, arrays, choice)
-        if choice.switched:  # the rewritten graph, in memory (the file on disk is untouched)
-            source = _embedded(graph, arrays).SerializeToString()
+        if choice.switched:  # the rewritten graph, in memory and still hollow (the file on disk is untouched)
+            source = graph.SerializeToString()
+            _hollow_source(options, graph_path)
         for name, array in arrays.items():
             value = ort.OrtValue.ortvalue_from_numpy(array)
             options.add_initializer(name, value)
@@ -241,6 +290,8 @@ def load(
     config = _recorded_config(graph_path, graph, meta)
     try:
         session = ort.InferenceSession(source, options, providers=providers)
+    except MemoryError:  # pybind11's std::bad_alloc: named with the limit by _out_of_memory_refused
+        raise
     except Exception as e:
         raise ToolchainError(f"onnxruntime cannot load {graph_path}: {e}") from None
     return Model(graph_path, session, sidecar, initializers, choice, source, config)
@@ -269,18 +320,13 @@ def _recorded_config(graph_path: Path, graph: Any, meta: dict[str, str]) -> dict
     return config
 
 
-def _embedded(graph: Any, arrays: dict[str, np.ndarray]) -> Any:
-    """``graph`` with the decoded tensors embedded in place of their external references: onnxruntime validates
-    external paths of a model given as bytes against its working directory (and crashed when pointed at the graph's
-    folder), so a rewritten graph carries its weights."""
-    import onnx
-
-    for init in graph.graph.initializer:
-        if init.name in arrays:
-            del init.external_data[:]
-            init.data_location = onnx.TensorProto.DEFAULT
-            init.raw_data = np.ascontiguousarray(arrays[init.name]).tobytes()
-    return graph
+def _hollow_source(options: Any, graph_path: Path) -> None:
+    """Let onnxruntime resolve the hollow initializers of a graph given as bytes (rewritten for its containers)
+    against the graph's folder, as it does for the graph file; ``add_initializer`` replaces them before any is read.
+    Embedding the decoded weights instead held them three more times (the graph, its bytes, onnxruntime's copy)."""
+    options.add_session_config_entry(
+        "session.model_external_initializers_file_folder_path", str(graph_path.resolve().parent)
+    )
 
 
 def depthwise_weights(graph: Any) -> set[str]:
@@ -452,14 +498,19 @@ def _type_name(code: int) -> str:
 
 
 def _attach_sidecar(
-    graph_path: Path, graph: Any, meta: dict[str, str], hollow: dict[str, Any], decode_threads: int
+    graph_path: Path,
+    graph: Any,
+    meta: dict[str, str],
+    hollow: dict[str, Any],
+    decode_threads: int,
+    max_levels: int | None = None,
 ) -> tuple[SidecarIndex, dict[str, np.ndarray]]:
     """The sidecar's index and its decoded containers by name, after every check of steps 2–4 (module docstring)."""
     import onnx
 
     path = _sidecar_path(graph_path, meta[META_SIDECAR])
     data = _read_verified(path, meta.get(META_SIDECAR_SHA256, "").lower(), graph_path.name)
-    index = parse_sidecar(data)
+    index = parse_sidecar(data, max_levels)
     records = {r.name: r for r in index.records}
     if set(records) != set(hollow):
         missing, extra = sorted(set(hollow) - set(records)), sorted(set(records) - set(hollow))

@@ -33,12 +33,20 @@ per tensor and its CRC-32 in a ``crc32`` field; it is still read. The file is ex
 long. Parsing checks every field and bound before anything is decoded, and decoding checks each chunk's CRC before
 the codec runs, so a truncated, flipped or foreign file is refused with a :class:`SidecarError`, never a crash or a
 huge allocation.
+
+Memory is bounded before anything is decoded (:func:`check_memory_bounds`): a chunk holds at most
+:data:`MAX_CHUNK_LEVELS` levels (a version-1 record, one chunk, at most :data:`MAX_V1_LEVELS`), so a decoder's
+intermediates stay small whatever the tensor; the records declare at most :data:`FREE_LEVELS` plus
+:data:`MAX_EXPANSION` levels per coded payload byte; and at most ``max_levels`` levels in all, by default
+:data:`DEFAULT_MAX_LEVELS` (256 MiB of int8 containers), raised for a genuinely larger model by ``max_levels`` or the
+environment variable :data:`MAX_LEVELS_ENV`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 import json
 import math
@@ -58,16 +66,22 @@ from .levels import to_container
 
 __all__ = [
     "CHUNK_LEVELS",
+    "DEFAULT_MAX_LEVELS",
     "FORMAT_VERSION",
     "MAGIC",
+    "MAX_CHUNK_LEVELS",
+    "MAX_LEVELS_ENV",
+    "MAX_V1_LEVELS",
     "READ_VERSIONS",
     "SidecarError",
     "SidecarIndex",
     "SidecarTensor",
     "TensorRecord",
     "check_decoded_budget",
+    "check_memory_bounds",
     "decoded_budget",
     "encode_sidecar",
+    "max_levels_limit",
     "parse_sidecar",
 ]
 
@@ -80,7 +94,11 @@ _PREAMBLE = struct.Struct("<8sHHII")  # magic, version, reserved, header length,
 MAX_HEADER_BYTES = 64 << 20
 MAX_TENSOR_ELEMENTS = 1 << 31
 FREE_LEVELS = 64 << 20  # decoded levels any sidecar may declare (64 MiB of int8)
-MAX_EXPANSION = 1024  # ... plus this many levels per byte of the file (0.008 bit per level)
+MAX_EXPANSION = 1024  # ... plus this many levels per byte of its coded payload (0.008 bit per level; not the header)
+MAX_CHUNK_LEVELS = 1 << 20  # levels one chunk may hold: 4x the writer's CHUNK_LEVELS; ≤ 12 MiB of decoder scratch
+MAX_V1_LEVELS = 1 << 24  # levels a version-1 record (one chunk per tensor) may hold: 13x the zoo's largest tensor
+DEFAULT_MAX_LEVELS = 1 << 28  # levels all records together may hold unless raised: 256 MiB of int8 containers
+MAX_LEVELS_ENV = "TOOLCHAIN_MAX_LEVELS"  # the environment variable that raises (or lowers) DEFAULT_MAX_LEVELS
 SPARSITY_ENCODINGS = ("none",)  # "none": zeros are ordinary levels, left to the codec
 
 
@@ -125,11 +143,15 @@ class TensorRecord:
 
     def chunk_spans(self) -> list[tuple[int, int, int, int]]:
         """Per chunk: (first level, level count, payload offset, coded length); CRCs are in :attr:`chunks`."""
+        return list(self._spans)
+
+    @functools.cached_property
+    def _spans(self) -> tuple[tuple[int, int, int, int], ...]:  # once per record: decoding reads it per chunk
         starts = itertools.accumulate((length for length, _ in self.chunks), initial=self.offset)
-        return [
+        return tuple(
             (i * self.chunk_levels, min(self.chunk_levels, self.count - i * self.chunk_levels), start, length)
             for i, (start, (length, _)) in enumerate(zip(starts, self.chunks))
-        ]
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -210,7 +232,7 @@ class SidecarIndex:
 
     def _decode_chunk(self, record: TensorRecord, chunk: int, out: np.ndarray) -> None:
         """Decode chunk ``chunk`` of ``record`` into its slice of the flat ``out``: its container."""
-        first, count, start, length = record.chunk_spans()[chunk]
+        first, count, start, length = record._spans[chunk]
         body = self.payload[start : start + length]  # codecs and zlib read memoryviews without a copy
         if zlib.crc32(body) != record.chunks[chunk][1]:
             where = f" (chunk {chunk} of {len(record.chunks)})" if len(record.chunks) > 1 else ""
@@ -234,8 +256,8 @@ def encode_sidecar(
 
     Each tensor gets the codec :func:`runtime.codecs.choose_codec` picks among ``codecs`` (default: all) with
     ``tolerance``, over chunks of ``chunk_levels`` levels."""
-    if chunk_levels < 1:
-        raise ValueError(f"chunk_levels must be at least 1, got {chunk_levels}")
+    if not 1 <= chunk_levels <= MAX_CHUNK_LEVELS:
+        raise ValueError(f"chunk_levels must be 1..{MAX_CHUNK_LEVELS} (what a reader accepts), got {chunk_levels}")
     records, bodies, offset = [], [], 0
     for t in tensors:
         if t.levels.dtype != np.int8:
@@ -269,8 +291,9 @@ def encode_sidecar(
     return _PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header), zlib.crc32(header)) + header + b"".join(bodies)
 
 
-def parse_sidecar(data: bytes | memoryview) -> SidecarIndex:
-    """Validate the preamble, header and every record's bounds; decode nothing yet."""
+def parse_sidecar(data: bytes | memoryview, max_levels: int | None = None) -> SidecarIndex:
+    """Validate the preamble, header and every record's bounds; decode nothing yet. ``max_levels``: the most levels
+    the records may declare in all (default: :func:`max_levels_limit`, the environment's or 2^28)."""
     view = memoryview(data)
     if len(view) < _PREAMBLE.size:
         raise SidecarError(f"not a sidecar: {len(view)} bytes is shorter than the {_PREAMBLE.size}-byte preamble")
@@ -309,22 +332,59 @@ def parse_sidecar(data: bytes | memoryview) -> SidecarIndex:
         expected += r.length
     if expected != len(payload):
         raise SidecarError(f"payload is {len(payload)} bytes but the records need {expected}: truncated or padded file")
-    check_decoded_budget(sum(r.count for r in records), len(view))
+    check_memory_bounds(records, len(payload), max_levels)
     return SidecarIndex(version, config, records, payload)
 
 
-def decoded_budget(file_bytes: int) -> int:
-    """The most int8 levels a sidecar of ``file_bytes`` may decode to: ``FREE_LEVELS`` plus ``MAX_EXPANSION`` levels
-    per byte of the file. Real exports code at ≥ 0.1 bit per level, far inside it; a few crafted bytes that
-    declare a huge tensor (a one-level rANS table, say) are refused before anything is allocated."""
-    return FREE_LEVELS + MAX_EXPANSION * file_bytes
+def max_levels_limit(max_levels: int | None = None) -> int:
+    """The most weight levels a sidecar may declare in all: ``max_levels`` when given, else the environment variable
+    ``TOOLCHAIN_MAX_LEVELS`` (a positive integer, ``_`` separators allowed) when set, else
+    :data:`DEFAULT_MAX_LEVELS` (2^28 = 268 M weights, 256 MiB of int8 containers: ImageNet MobileNetV2 has 3.5 M,
+    VGG-16 138 M). onnxruntime packs another copy of most weights for its kernels, so a model at the limit needs
+    about twice that in memory."""
+    if max_levels is None:
+        raw = os.environ.get(MAX_LEVELS_ENV, "").strip()
+        if not raw:
+            return DEFAULT_MAX_LEVELS
+        try:
+            max_levels = int(raw)
+        except ValueError:
+            max_levels = 0
+        if max_levels < 1:
+            raise SidecarError(f"{MAX_LEVELS_ENV}={raw[:40]!r} must be a positive number of weight levels")
+    if isinstance(max_levels, bool) or not isinstance(max_levels, int) or max_levels < 1:
+        raise SidecarError(f"max_levels must be a positive number of weight levels, got {max_levels!r}")
+    return max_levels
 
 
-def check_decoded_budget(levels: int, file_bytes: int) -> None:
-    if levels > decoded_budget(file_bytes):
+def check_memory_bounds(records: Sequence[TensorRecord], coded_bytes: int, max_levels: int | None = None) -> None:
+    """Refuse, before anything is allocated, records that declare more levels than the file justifies
+    (:func:`check_decoded_budget` over the ``coded_bytes`` of the payload) or than ``max_levels`` in all
+    (:func:`max_levels_limit`). Each chunk's size was bounded by :func:`_chunks`."""
+    levels = sum(r.count for r in records)
+    check_decoded_budget(levels, coded_bytes)
+    limit = max_levels_limit(max_levels)
+    if levels > limit:
         raise SidecarError(
-            f"the sidecar declares {levels:,} weight levels but is only {file_bytes:,} bytes long (at most "
-            f"{decoded_budget(file_bytes):,} levels for its size): refused before decoding"
+            f"the sidecar declares {levels:,} weight levels ({levels / 2**20:,.0f} MiB decoded), over the limit of "
+            f"{limit:,}: refused before decoding; for a genuinely larger model raise it with {MAX_LEVELS_ENV}=N "
+            "or runtime.load(..., max_levels=N)"
+        )
+
+
+def decoded_budget(coded_bytes: int) -> int:
+    """The most int8 levels a sidecar with ``coded_bytes`` of payload may decode to: ``FREE_LEVELS`` plus
+    ``MAX_EXPANSION`` levels per coded byte. Real exports code at ≥ 0.1 bit per level, far inside it; a few crafted
+    bytes that declare a huge tensor (a one-level rANS table, say) are refused before anything is allocated. The
+    header does not count: padding its ``config`` must not raise the budget."""
+    return FREE_LEVELS + MAX_EXPANSION * coded_bytes
+
+
+def check_decoded_budget(levels: int, coded_bytes: int) -> None:
+    if levels > decoded_budget(coded_bytes):
+        raise SidecarError(
+            f"the sidecar declares {levels:,} weight levels but codes them in only {coded_bytes:,} bytes (at most "
+            f"{decoded_budget(coded_bytes):,} levels for its size): refused before decoding"
         )
 
 
@@ -419,10 +479,20 @@ def _chunks(raw: dict[str, Any], count: int, version: int, where: str) -> tuple[
     if version == 1:
         if not 0 <= raw["crc32"] < 1 << 32:
             raise SidecarError(f"{where}: invalid CRC field")
+        if count > MAX_V1_LEVELS:  # decoded in one piece: its scratch memory grows with the tensor
+            raise SidecarError(
+                f"{where}: {count:,} levels in one format-1 chunk exceed the limit of {MAX_V1_LEVELS:,}: refused "
+                "before decoding (export the model again: format 2 codes large tensors in chunks)"
+            )
         return max(count, 1), ((raw["length"], raw["crc32"]),)
     chunk_levels, chunks = raw["chunk_levels"], raw["chunks"]
     if chunk_levels < 1:
         raise SidecarError(f"{where}: chunk_levels {chunk_levels} must be at least 1")
+    if min(chunk_levels, count) > MAX_CHUNK_LEVELS:  # a codec decodes a chunk whole, with scratch per level
+        raise SidecarError(
+            f"{where}: chunks of {chunk_levels:,} levels exceed the limit of {MAX_CHUNK_LEVELS:,} levels per chunk: "
+            "refused before decoding"
+        )
     expected = max(1, -(-count // chunk_levels))
     if len(chunks) != expected:
         raise SidecarError(

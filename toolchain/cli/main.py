@@ -1,8 +1,9 @@
 """The ``toolchain`` console script: one parser, subcommands registered by name.
 
 Each subcommand module exposes ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-A :class:`runtime.ToolchainError` (bad input, missing file, invalid option) or an ``OSError`` (an unwritable output
-folder, a full disk) is printed as ``error: …`` and exits with status 2; no traceback, no partial output.
+A :class:`runtime.ToolchainError` (bad input, missing file, invalid option), an ``OSError`` (an unwritable output
+folder, a full disk) or a ``MemoryError`` (a model too large for this machine) is printed as ``error: …`` and exits
+with status 2; no traceback, no partial output.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runtime import ToolchainError
+from runtime.sidecar import DEFAULT_MAX_LEVELS, MAX_LEVELS_ENV
 
 from . import compress_cmd, demo, eval_cmd, export_cmd, info, inspect_cmd, qat_cmd, run_cmd, train_cmd, verify_cmd
 
@@ -63,6 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as e:  # an unwritable --out, a full disk, a folder that vanished: the user's environment
         print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except MemoryError:  # numpy's, or onnxruntime's std::bad_alloc: a model (or batch) too large for this machine
+        print(
+            f"error: out of memory running `{args.command}`: the model or its data do not fit in this machine's memory "
+            f"(a sidecar may declare at most {MAX_LEVELS_ENV} weight levels, {DEFAULT_MAX_LEVELS:,} unless set; a "
+            "smaller --batch-size helps where the command has one)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
