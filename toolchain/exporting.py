@@ -36,13 +36,15 @@ def export_checkpoint(
     trusted_model: str | None = None,
     uint8_weights: bool = False,
     notes: dict[str, Any] | None = None,
+    sign: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` (a ``qat`` checkpoint) into ``out`` (default: its folder/export); returns a summary:
     ``files`` (path → bytes), ``weights``, ``agreement``, ``agreement_with_qat``, ``integer_kernels``,
     ``float_kernels`` and the :class:`exporters.ExportResult` under ``result``. ``trusted_model``: the user's
     factory that the checkpoint may name (see :func:`toolchain.restore.restore`); ``uint8_weights``: see
     :func:`exporters.export_model`; ``notes``: more entries for the recorded configuration (``allocation``: each
-    layer's measured sensitivity, shown by ``inspect``)."""
+    layer's measured sensitivity, shown by ``inspect``); ``sign``: an elliptic-curve private key (PEM) that signs each
+    graph (``<stem>.sig``, ``<stem>.compressed.sig``; :mod:`runtime.signing`), checked before the checkpoint is read."""
     import onnxruntime as ort
     import torch
     import torch.fx as fx
@@ -55,6 +57,10 @@ def export_checkpoint(
     from .restore import restore
 
     checkpoint = Path(checkpoint)
+    if sign is not None:  # an unusable key fails here, before minutes of work
+        from runtime.signing import Signer
+
+        Signer(sign)
     if check_batch < 1:
         raise ToolchainError(f"--check-batch must be at least 1, got {check_batch}")
     if not name or "/" in name or name.startswith("."):
@@ -79,7 +85,9 @@ def export_checkpoint(
         **(notes or {}),
     }
     target = Path(out) if out is not None else checkpoint.parent / "export"
-    result = export_model(model, x, target, name, config, sidecar=sidecar, codecs=codecs, uint8_weights=uint8_weights)
+    result = export_model(
+        model, x, target, name, config, sidecar=sidecar, codecs=codecs, uint8_weights=uint8_weights, sign=sign
+    )
 
     session = ort.InferenceSession(str(result.standalone), providers=["CPUExecutionProvider"])
     candidate = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
@@ -88,7 +96,8 @@ def export_checkpoint(
     step = output_step(model)
     kernels = classify_kernels(optimized_graph(result.standalone))
     return {
-        "files": {str(p): p.stat().st_size for p in (result.standalone, result.graph, result.sidecar) if p},
+        "files": {str(p): p.stat().st_size for p in (result.standalone, result.graph, result.sidecar) if p}
+        | {str(p): p.stat().st_size for p in result.signatures},
         "weights": sum(w.levels.size for w in result.weights),
         "tensors": len(result.weights),
         "agreement": compare(folded, candidate, step),

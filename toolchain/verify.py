@@ -139,8 +139,12 @@ def verify(
     progress: bool = True,
     trusted_model: str | None = None,
     containers: str = "auto",
+    public_key: str | Path | None = None,
 ) -> Report:
-    model = runtime.load(model_path, device, allow_fallback=allow_fallback, containers=containers)
+    """``public_key``: refuse the model unless its signature verifies with it (``runtime.load``)."""
+    model = runtime.load(
+        model_path, device, allow_fallback=allow_fallback, containers=containers, public_key=public_key
+    )
     restored = restore(qat, trusted_model=trusted_model, data=data, data_dir=data_dir) if qat else None
     config = restored.config if restored else _recorded_config(model, data, data_dir)
     bundle = restored.bundle if restored else load_bundle(config)

@@ -11,10 +11,14 @@ Files (in --out, default: the checkpoint's folder/export):
   model.compressed.<digest>.qsc
                          the integer weight levels, entropy-coded (format: docs/sidecar.md); the name carries a
                          digest of the content, so replacing the graph is the one step that switches the pair
+  model.sig, model.compressed.sig
+                         with --sign KEY: signatures of the standalone graph, and of the graph and its sidecar
+                         (docs/signing.md); an export without --sign deletes the ones it would make stale
 
 Examples:
   toolchain export runs/qat/last.pt
   toolchain export runs/qat/last.pt --out deploy --name lenet --no-sidecar
+  toolchain export runs/qat/last.pt --sign signing-key.pem
 """
 
 from __future__ import annotations
@@ -43,6 +47,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uint8-weights", action="store_true", help=UINT8_WEIGHTS_HELP)
     p.add_argument("--int8-weights", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     add_trusted_model(p)
+    p.add_argument(
+        "--sign",
+        type=Path,
+        metavar="KEY",
+        help="sign the export with this elliptic-curve private key (PEM): <name>.sig beside the standalone graph, "
+        "<name>.compressed.sig beside the pair; checked by verify/run/inspect --public-key and runtime.load "
+        "(docs/signing.md; needs the sign extra)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
 
 
@@ -61,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         codecs=tuple(c.strip() for c in args.codecs.split(",")) if args.codecs else None,
         trusted_model=args.model,
         uint8_weights=args.uint8_weights,
+        sign=args.sign,
     )
     agreement, with_qat = summary["agreement"], summary["agreement_with_qat"]
     if args.json:

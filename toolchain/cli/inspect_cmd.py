@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .options import add_containers
+from .options import add_containers, add_public_key
 
 HELP = "show an exported model's compression (per tensor and total) and the kernels onnxruntime runs"
 
@@ -29,6 +29,7 @@ HELP = "show an exported model's compression (per tensor and total) and the kern
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="exported .onnx (standalone, or graph naming its sidecar)")
     add_containers(p)
+    add_public_key(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from runtime.accounting import account
     from runtime.kernels import describe_kernels
 
-    model = runtime.load(args.model, containers=args.containers)
+    model = runtime.load(args.model, containers=args.containers, public_key=args.public_key)
     kernels = model.kernels()
     choice = model.containers
     accounting = account(model) if model.sidecar is not None else None

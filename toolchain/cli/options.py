@@ -7,7 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_containers", "add_device", "add_out_dir", "add_trusted_model", "model_from_checkpoint"]
+__all__ = [
+    "add_containers",
+    "add_device",
+    "add_out_dir",
+    "add_public_key",
+    "add_trusted_model",
+    "model_from_checkpoint",
+]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -33,6 +40,18 @@ def add_containers(p: argparse.ArgumentParser) -> None:
         help="8-bit weight containers of a graph + sidecar pair: auto (int8 where this host's onnxruntime sums "
         "u8×s8 exactly, found by a probe; uint8 where it saturates, as on AVX2-only CPUs), int8 or uint8. A "
         "standalone .onnx runs as written (default: auto)",
+    )
+
+
+def add_public_key(p: argparse.ArgumentParser) -> None:
+    """``--public-key``: run only a model whose signature (``export --sign``) verifies with this key."""
+    p.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="PUB",
+        help="refuse the model unless the signature beside it (model.sig / model.compressed.sig, from export --sign) "
+        "verifies with this elliptic-curve public key (PEM) and covers the graph and its sidecar unchanged "
+        "(docs/signing.md; needs the sign extra)",
     )
 
 

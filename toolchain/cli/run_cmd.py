@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import bar_disable
-from .options import add_containers, add_device, add_out_dir
+from .options import add_containers, add_device, add_out_dir, add_public_key
 
 HELP = "run an exported model on images: top-k classes, or upscaled images (super-resolution)"
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device(p, "onnxruntime")
     p.add_argument("--allow-cpu-fallback", action="store_true", help="run on CPU when CUDA is not available")
     add_containers(p)
+    add_public_key(p)
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
 
 
@@ -73,7 +74,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top < 1 or args.batch_size < 1:
         raise ToolchainError("--top and --batch-size must be at least 1")
-    model = runtime.load(args.model, args.device, allow_fallback=args.allow_cpu_fallback, containers=args.containers)
+    model = runtime.load(
+        args.model,
+        args.device,
+        allow_fallback=args.allow_cpu_fallback,
+        containers=args.containers,
+        public_key=args.public_key,
+    )
     if model.containers.warning():
         print(f"warning: {model.containers.warning()}", file=sys.stderr)
     meta = model.config

@@ -13,6 +13,7 @@ against itself under a 1e-6 relative jitter. Exit status 1 when a threshold is m
 Examples:
   toolchain verify runs/qat/export/model.compressed.onnx --qat runs/qat/last.pt --float runs/float/last.pt
   toolchain verify deploy/model.onnx --data fashion-mnist --json
+  toolchain verify deploy/model.compressed.onnx --public-key signing-key.pub.pem
   toolchain verify runs/mbv2/export/model.compressed.onnx --data ~/imagenet --float mobilenet_v2-b0353104.pth
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_containers, add_device, add_trusted_model
+from .options import add_containers, add_device, add_public_key, add_trusted_model
 
 HELP = "accuracy and agreement of an exported model in onnxruntime vs PyTorch; non-zero exit on a missed threshold"
 
@@ -55,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_trusted_model(p, "with --qat/--float: ")
     add_containers(p)
+    add_public_key(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.json,
         trusted_model=args.model,
         containers=args.containers,
+        public_key=args.public_key,
     )
     if args.json:
         print(report.to_json())
