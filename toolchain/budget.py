@@ -126,7 +126,7 @@ def run_allocation(
     batches = [] if costs else held_out_batches(config, bundle, log)
     allocation = allocate(
         model, batches, options, budget, config=exporting, per_channel=config.per_channel, codecs=codecs,
-        progress=progress, log=log, costs=costs,
+        progress=progress, log=log, costs=costs, headroom=config.alloc_headroom,
     )  # fmt: skip
     table = {"options": [o.__dict__ for o in options], "layers": [layer.__dict__ for layer in allocation.layers]}
     atomic_write_text(folder / "costs.json", json.dumps(table))

@@ -267,17 +267,19 @@ def allocate(
     progress: bool = True,
     log: Callable[[str], None] = print,
     costs: list[LayerCosts] | None = None,
+    headroom: float = 0.0,
 ) -> Allocation:
     """Measure every option of every layer of the float ``model`` and choose the least sensitive allocation whose
     sidecar plus int32 biases fit ``size_budget`` bytes (``config``: the exporting configuration the sidecar will
     carry, whose size counts; ``costs``: a table measured before, for the same layers and options, instead of
-    measuring). Raises a :class:`ToolchainError` naming the smallest reachable size when none fits."""
+    measuring; ``headroom``: the share of the budget left free for reconstruction or training moving the levels).
+    Raises a :class:`ToolchainError` naming the smallest reachable size when none fits."""
     started = time.perf_counter()
     layers = costs or measure(model, batches, options, per_channel=per_channel, codecs=codecs, progress=progress)
     measured = time.perf_counter()
     bias_bytes = 4 * bias_count(model)
     header = header_bytes(model, per_channel, config)
-    chosen = solve(layers, size_budget - bias_bytes - header)
+    chosen = solve(layers, size_budget * (1 - headroom) - bias_bytes - header)
     if chosen is None:
         smallest = sum(min(layer.coded_bytes) for layer in layers) + header + bias_bytes
         raise ToolchainError(
