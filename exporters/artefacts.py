@@ -51,7 +51,7 @@ from runtime.session import (
     META_SIDECAR_SHA256,
     graph_digest,
 )
-from runtime.sidecar import SidecarTensor, encode_sidecar
+from runtime.sidecar import encode_sidecar
 from runtime.signing import Signer, signature_path
 
 from .graph import BuiltGraph, WeightTensor, build_graph
@@ -127,11 +127,7 @@ def export_model(
     files: list[tuple[Path, bytes]] = [(standalone_path, _serialise(proto))]
     graph_path = sidecar_path = None
     if sidecar:
-        side = encode_sidecar(
-            [SidecarTensor(w.name, w.levels, w.bits, w.steps, w.axis, w.multiplier, w.zero_point) for w in weights],
-            config,
-            codecs,
-        )
+        side = encode_sidecar(weights, config, codecs)  # the graph's weight records are the sidecar's tensors
         sidecar_path, graph_path = out / sidecar_name(stem, side), out / f"{stem}.compressed.onnx"
         graph = _serialise(sidecar_graph(proto, weights, sidecar_path.name, side))
         files = [(sidecar_path, side), *files, (graph_path, graph)]  # renamed in this order: the graph commits

@@ -16,6 +16,7 @@ import torch.fx as fx
 
 from models.quant.freeze import FrozenModel
 from runtime import ToolchainError
+from runtime.sidecar import SidecarTensor
 
 __all__ = ["ExportContext", "Grid", "WeightTensor", "quantizer_output", "readable"]
 
@@ -33,21 +34,9 @@ class Grid:
         return np.array(128 if self.signed else 0, dtype=np.uint8)
 
 
-@dataclass(frozen=True)
-class WeightTensor:
-    """A weight initializer of the exported graph: ``weight = levels · steps`` along ``axis``.
-
-    The graph stores the container ``levels · multiplier`` (+ ``zero_point``, as uint8, when that is 128) with scale
-    ``steps / multiplier`` (see ``folding.container_multiplier`` and ``folding.container_zero_point``).
-    """
-
-    name: str
-    levels: np.ndarray
-    steps: np.ndarray
-    axis: int | None
-    bits: int
-    multiplier: int = 1
-    zero_point: int = 0
+# A weight initializer of the exported graph, ``weight = levels · steps`` along ``axis``: the very record the sidecar
+# codes (one type, handed to ``encode_sidecar`` as it is; build it with keywords).
+WeightTensor = SidecarTensor
 
 
 @dataclass

@@ -164,7 +164,15 @@ def _weight(ctx: ExportContext, name: str, il: IntegerLayer) -> Any:
     w_name = f"{name}.weight"
     steps = il.steps[:1] if uniform else il.steps
     ctx.weights.append(
-        WeightTensor(w_name, il.levels, steps, None if uniform else il.axis, il.bits, il.multiplier, il.zero_point)
+        WeightTensor(
+            name=w_name,
+            levels=il.levels,
+            bits=il.bits,
+            steps=steps,
+            axis=None if uniform else il.axis,
+            multiplier=il.multiplier,
+            zero_point=il.zero_point,
+        )
     )
     scale = il.scale[0] if uniform else il.scale
     container = il.container

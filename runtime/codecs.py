@@ -5,7 +5,8 @@ back. Decoding is *bounded*: the caller states how many levels it expects (from 
 and the bit-width, and a codec that would produce more or fewer levels, or levels outside ``±L``, raises
 :class:`CodecError` instead of allocating or returning them.
 
-Registered here, in order of decoding cost (cheapest first; :func:`choose_codec` relies on this order):
+Each codec states its decoding cost (:attr:`Codec.decode_cost`, :data:`DECODE_COSTS`); :data:`CODECS` holds them
+cheapest first whatever order they were registered in, and :func:`choose_codec` ranks by it. Here, cheapest first:
 
 * ``raw``: the int8 bytes as they are (8 bits per level; the reference and the fallback).
 * ``packed-zstd`` and ``sparse-zstd``: ``packed`` and ``sparse`` (below) with their bytes Huffman-coded in a
@@ -29,6 +30,10 @@ Registered here, in order of decoding cost (cheapest first; :func:`choose_codec`
 
 ``choose_codec`` picks, among the candidates, the cheapest-to-decode codec whose output is within
 :data:`SIZE_TOLERANCE` of the smallest. Exactness is only ever traded for decoding speed inside that tolerance.
+
+A new codec is one :func:`register_codec` call with its own cost; two codecs may not share a cost, so that the
+choice never depends on the order of registration. ``docs/sidecar.md`` lists the codecs in the same order
+(``tests/runtime/test_codecs.py`` holds its lists against this registry).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from .levels import CodecError, Coded, checked, flat_levels, level_limit
 
 __all__ = [
     "CODECS",
+    "DECODE_COSTS",
     "SIZE_TOLERANCE",
     "Codec",
     "CodecError",
@@ -58,24 +64,49 @@ __all__ = [
 
 SIZE_TOLERANCE = 0.01  # a cheaper-to-decode codec wins if its output is at most 1 % larger than the smallest
 
+# Decoding cost, about nanoseconds per level on one thread: the medians of BENCHMARKS.md, "Sidecar format 2"
+# (MobileNetV2 at 3, 4 and 8 bits, 0-70 % zeros): raw 1.3, packed-zstd 3.1, sparse-zstd 6.1, ans 31. packed,
+# huffman, sparse and deflate all measure 7.6-11 ns, within each other's run-to-run noise, and keep the order
+# they had before costs were explicit (packed, huffman, sparse, deflate), so that exports choose as they did.
+DECODE_COSTS = {
+    "raw": 1,
+    "packed-zstd": 3,
+    "sparse-zstd": 6,
+    "packed": 8,
+    "huffman": 9,
+    "sparse": 10,
+    "deflate": 11,
+    "ans": 31,
+}
+
 
 @dataclass(frozen=True)
 class Codec:
-    """``encode(levels, bits) -> bytes`` and ``decode(data, count, bits) -> levels`` (int8, 1-D, ``count`` long)."""
+    """``encode(levels, bits) -> bytes`` and ``decode(data, count, bits) -> levels`` (int8, 1-D, ``count`` long);
+    ``decode_cost``: how dear decoding is, about nanoseconds per level on one thread (:data:`DECODE_COSTS`)."""
 
     name: str
     encode: Callable[[np.ndarray, int], bytes]
     decode: Callable[[Coded, int, int], np.ndarray]
+    decode_cost: float
 
 
-CODECS: dict[str, Codec] = {}
+CODECS: dict[str, Codec] = {}  # by decode cost, cheapest first
 
 
 def register_codec(codec: Codec) -> Codec:
-    """Add a codec; registration order is decoding-cost order (cheapest first)."""
+    """Add a codec, and keep :data:`CODECS` ordered by decode cost (cheapest first). A codec whose cost equals
+    another's is refused: :func:`choose_codec` breaks size ties by cost, never by the order of registration."""
     if codec.name in CODECS:
         raise ValueError(f"codec {codec.name!r} registered twice")
-    CODECS[codec.name] = codec
+    if not codec.decode_cost > 0:
+        raise ValueError(f"codec {codec.name!r}: decode cost must be positive, got {codec.decode_cost!r}")
+    same = [c.name for c in CODECS.values() if c.decode_cost == codec.decode_cost]
+    if same:
+        raise ValueError(f"codec {codec.name!r}: decode cost {codec.decode_cost} is {same[0]!r}'s; give it its own")
+    ordered = sorted([*CODECS.values(), codec], key=lambda c: c.decode_cost)
+    CODECS.clear()
+    CODECS.update((c.name, c) for c in ordered)
     return codec
 
 
@@ -192,7 +223,7 @@ def _packed_codec(name: str, coder: ByteCoder) -> Codec:
         packed = np.frombuffer(coder.decode(data, -(-count // pack_factor(bits)), name), dtype=np.uint8)
         return checked(unpack(packed, count, bits), count, bits, name)
 
-    return Codec(name, encode, decode)
+    return Codec(name, encode, decode, DECODE_COSTS[name])
 
 
 _MASK_LENGTH = struct.Struct("<I")  # a sparse codec's first field: the length of its bitmap stream
@@ -226,7 +257,7 @@ def _sparse_codec(name: str, coder: ByteCoder, values: Codec) -> Codec:
         out[where] = found
         return out
 
-    return Codec(name, encode, decode)
+    return Codec(name, encode, decode, DECODE_COSTS[name])
 
 
 def _zlib_codec(name: str, strategy: int, wbits: int) -> Codec:
@@ -239,20 +270,20 @@ def _zlib_codec(name: str, strategy: int, wbits: int) -> Codec:
         out = np.frombuffer(_zlib_decode(data, count, name, wbits), dtype=np.int8).copy()
         return checked(out, count, bits, name)
 
-    return Codec(name, encode, decode)
+    return Codec(name, encode, decode, DECODE_COSTS[name])
 
 
 _PACKED = _packed_codec("packed", ZLIB_HUFFMAN)
 _PACKED_ZSTD = _packed_codec("packed-zstd", ZSTD)
 
-register_codec(Codec("raw", lambda levels, bits: flat_levels(levels, bits).tobytes(), _raw_decode))
+register_codec(Codec("raw", lambda levels, bits: flat_levels(levels, bits).tobytes(), _raw_decode, DECODE_COSTS["raw"]))
 register_codec(_PACKED_ZSTD)
 register_codec(_sparse_codec("sparse-zstd", ZSTD, _PACKED_ZSTD))
 register_codec(_PACKED)
 register_codec(_zlib_codec("huffman", zlib.Z_HUFFMAN_ONLY, -15))
 register_codec(_sparse_codec("sparse", ZLIB_HUFFMAN, _PACKED))
 register_codec(_zlib_codec("deflate", zlib.Z_DEFAULT_STRATEGY, 15))
-register_codec(Codec("ans", ans.encode, ans.decode))
+register_codec(Codec("ans", ans.encode, ans.decode, DECODE_COSTS["ans"]))
 
 
 def split_levels(levels: np.ndarray, chunk_levels: int) -> list[np.ndarray]:
@@ -268,11 +299,11 @@ def choose_codec(
     tolerance: float = SIZE_TOLERANCE,
     chunk_levels: int | None = None,
 ) -> tuple[str, list[bytes]]:
-    """The cheapest-to-decode codec among ``names`` (default: all) whose encoding is within ``tolerance`` of the
-    shortest, and that encoding: one coded piece per ``chunk_levels`` levels (:func:`split_levels`), each decodable
-    on its own, or a single piece when ``chunk_levels`` is None. With ``tolerance = 0`` the shortest wins (ties go
-    to the cheaper codec)."""
-    order = [n for n in CODECS if n in (names or CODECS)]
+    """The cheapest-to-decode codec (:attr:`Codec.decode_cost`) among ``names`` (default: all) whose encoding is
+    within ``tolerance`` of the shortest, and that encoding: one coded piece per ``chunk_levels`` levels
+    (:func:`split_levels`), each decodable on its own, or a single piece when ``chunk_levels`` is None. With
+    ``tolerance = 0`` the shortest wins (ties go to the cheaper codec)."""
+    order = sorted((n for n in CODECS if n in (names or CODECS)), key=lambda n: CODECS[n].decode_cost)
     unknown = set(names or ()) - set(CODECS)
     if unknown or not order:
         raise CodecError(f"unknown codec(s) {sorted(unknown)}; known: {', '.join(CODECS)}")

@@ -11,7 +11,16 @@ import numpy as np
 
 from .errors import ToolchainError
 
-__all__ = ["CodecError", "Coded", "checked", "flat_levels", "from_container", "level_limit", "to_container"]
+__all__ = [
+    "CodecError",
+    "Coded",
+    "checked",
+    "flat_levels",
+    "from_container",
+    "level_limit",
+    "max_level",
+    "to_container",
+]
 
 Coded = bytes | memoryview  # coded bytes as decoders receive them: a sidecar hands out views of its payload
 
@@ -20,11 +29,17 @@ class CodecError(ToolchainError):
     """Coded bytes that do not decode to the declared number of in-range levels."""
 
 
+def max_level(bits: int) -> int:
+    """L = 2^(bits−1) − 1, the largest level magnitude of a signed narrow-range ``bits``-bit quantizer: the one
+    definition that the quantizers (``models.quant``), the exporter, the reports and the sidecar all call."""
+    return 2 ** (bits - 1) - 1
+
+
 def level_limit(bits: int) -> int:
-    """L = 2^(bits−1) − 1, the largest level magnitude of the symmetric narrow-range quantizer."""
+    """:func:`max_level` for a bit-width a sidecar may hold (2..8), else :class:`CodecError`."""
     if not 2 <= bits <= 8:
         raise CodecError(f"bit-width {bits} outside 2..8")
-    return 2 ** (bits - 1) - 1
+    return max_level(bits)
 
 
 def flat_levels(levels: np.ndarray, bits: int) -> np.ndarray:

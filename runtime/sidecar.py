@@ -29,10 +29,11 @@ as uint8 with zero-point 128 (8-bit weights, which onnxruntime's AVX2 u8×s8 ker
 levels (``prod(shape)``). The levels (flattened, C order) are coded in independent chunks of ``chunk_levels``
 levels (the last one shorter), back to back, each with its length and CRC-32, so that the threads of a load share
 out one large tensor as well as many small ones (:meth:`SidecarIndex.decode_all`). Format version 1 had one chunk
-per tensor and its CRC-32 in a ``crc32`` field; it is still read. The file is exactly ``20 + H + Σ length`` bytes
-long. Parsing checks every field and bound before anything is decoded, and decoding checks each chunk's CRC before
-the codec runs, so a truncated, flipped or foreign file is refused with a :class:`SidecarError`, never a crash or a
-huge allocation.
+per tensor and its CRC-32 in a ``crc32`` field; it is still read, and a record carrying the other version's fields
+is refused. The header's ``config`` states no weight bit-widths (:func:`header_config`): the records' ``bits`` do.
+The file is exactly ``20 + H + Σ length`` bytes long. Parsing checks every field and bound before anything is
+decoded, and decoding checks each chunk's CRC before the codec runs, so a truncated, flipped or foreign file is
+refused with a :class:`SidecarError`, never a crash or a huge allocation.
 
 Memory is bounded before anything is decoded (:func:`check_memory_bounds`): a chunk holds at most
 :data:`MAX_CHUNK_LEVELS` levels (a version-1 record, one chunk, at most :data:`MAX_V1_LEVELS`), so a decoder's
@@ -62,7 +63,7 @@ import numpy as np
 
 from .codecs import CODECS, SIZE_TOLERANCE, CodecError, choose_codec
 from .errors import ToolchainError
-from .levels import to_container
+from .levels import max_level, to_container
 
 __all__ = [
     "CHUNK_LEVELS",
@@ -81,6 +82,7 @@ __all__ = [
     "check_memory_bounds",
     "decoded_budget",
     "encode_sidecar",
+    "header_config",
     "max_levels_limit",
     "parse_sidecar",
 ]
@@ -100,6 +102,9 @@ MAX_V1_LEVELS = 1 << 24  # levels a version-1 record (one chunk per tensor) may 
 DEFAULT_MAX_LEVELS = 1 << 28  # levels all records together may hold unless raised: 256 MiB of int8 containers
 MAX_LEVELS_ENV = "TOOLCHAIN_MAX_LEVELS"  # the environment variable that raises (or lowers) DEFAULT_MAX_LEVELS
 SPARSITY_ENCODINGS = ("none",)  # "none": zeros are ordinary levels, left to the codec
+# a training configuration's weight bit settings: they name the inner layers' bits, which the first and last layers,
+# depthwise layers and an allocation override, so a header never carries them (each record's ``bits`` is the truth)
+WEIGHT_BIT_SETTINGS = ("wbits", "first_wbits", "last_wbits", "depthwise_wbits", "layer_wbits")
 
 
 class SidecarError(ToolchainError):
@@ -108,7 +113,12 @@ class SidecarError(ToolchainError):
 
 @dataclass(frozen=True)
 class SidecarTensor:
-    """What the exporter hands to :func:`encode_sidecar` for one weight: ``weight = levels · steps`` on ``axis``."""
+    """One weight as the exporter builds it and hands it to :func:`encode_sidecar`: ``weight = levels · steps``
+    along ``axis`` (``exporters.WeightTensor`` is this type).
+
+    The graph stores the container ``levels · multiplier`` (+ ``zero_point``, as uint8, when that is 128) with scale
+    ``steps / multiplier`` (see ``exporters.folding.container_multiplier`` and ``container_zero_point``).
+    """
 
     name: str
     levels: np.ndarray  # int8
@@ -255,7 +265,8 @@ def encode_sidecar(
     """Serialise ``tensors`` (in the given order) and the exporting ``config``; deterministic for equal inputs.
 
     Each tensor gets the codec :func:`runtime.codecs.choose_codec` picks among ``codecs`` (default: all) with
-    ``tolerance``, over chunks of ``chunk_levels`` levels."""
+    ``tolerance``, over chunks of ``chunk_levels`` levels. The header carries ``config`` as :func:`header_config`
+    gives it: without weight bit settings, which each record states as its ``bits``."""
     if not 1 <= chunk_levels <= MAX_CHUNK_LEVELS:
         raise ValueError(f"chunk_levels must be 1..{MAX_CHUNK_LEVELS} (what a reader accepts), got {chunk_levels}")
     records, bodies, offset = [], [], 0
@@ -287,8 +298,10 @@ def encode_sidecar(
         )
         bodies.extend(pieces)
         offset += length
-    header = json.dumps({"config": config, "tensors": records}, sort_keys=True, separators=(",", ":")).encode()
-    return _PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header), zlib.crc32(header)) + header + b"".join(bodies)
+    header = {"config": header_config(config), "tensors": records}
+    header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header_bytes), zlib.crc32(header_bytes))
+    return preamble + header_bytes + b"".join(bodies)
 
 
 def parse_sidecar(data: bytes | memoryview, max_levels: int | None = None) -> SidecarIndex:
@@ -319,6 +332,7 @@ def parse_sidecar(data: bytes | memoryview, max_levels: int | None = None) -> Si
     config = header.get("config", {})
     if not isinstance(config, dict):
         raise SidecarError("header 'config' must be an object")
+    config = header_config(config)  # older files carry weight bit settings: ignored
     payload = view[_PREAMBLE.size + header_len :]
     records = tuple(_record(r, i, version) for i, r in enumerate(header["tensors"]))
     expected = 0
@@ -334,6 +348,18 @@ def parse_sidecar(data: bytes | memoryview, max_levels: int | None = None) -> Si
         raise SidecarError(f"payload is {len(payload)} bytes but the records need {expected}: truncated or padded file")
     check_memory_bounds(records, len(payload), max_levels)
     return SidecarIndex(version, config, records, payload)
+
+
+def header_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The exporting ``config`` as a sidecar header holds it: the training configuration's weight bit settings
+    (:data:`WEIGHT_BIT_SETTINGS`, at the top level or in ``checkpoint_config``) left out. They say what the inner
+    layers were trained at (``wbits: 4`` while the first and last layers hold 8 bits), not what the file holds; the
+    records' ``bits`` do. The writer drops them, and a reader drops them from older files that carry them."""
+    kept = {k: v for k, v in config.items() if k not in WEIGHT_BIT_SETTINGS}
+    nested = kept.get("checkpoint_config")
+    if isinstance(nested, dict):
+        kept["checkpoint_config"] = {k: v for k, v in nested.items() if k not in WEIGHT_BIT_SETTINGS}
+    return kept
 
 
 def max_levels_limit(max_levels: int | None = None) -> int:
@@ -420,6 +446,11 @@ def _record(raw: Any, index: int, version: int) -> TensorRecord:
         value = raw[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise SidecarError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    foreign = sorted(k for v, fields in _VERSION_FIELDS.items() if v != version for k in fields if k in raw)
+    if foreign:  # a writer that mixed the versions up: which chunking would a reader believe?
+        raise SidecarError(
+            f"{where}: {', '.join(map(repr, foreign))} from another format version in a version {version} file"
+        )
     where = f"tensor {raw['name']!r}"
     shape = raw["shape"]
     if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < MAX_TENSOR_ELEMENTS for d in shape):
@@ -434,7 +465,7 @@ def _record(raw: Any, index: int, version: int) -> TensorRecord:
         )
     if not 2 <= raw["bits"] <= 8:
         raise SidecarError(f"{where}: bit-width {raw['bits']} outside 2..8")
-    if not raw["multiplier"] >= 1 or raw["multiplier"] * (2 ** (raw["bits"] - 1) - 1) > 127:
+    if not raw["multiplier"] >= 1 or raw["multiplier"] * max_level(raw["bits"]) > 127:
         raise SidecarError(f"{where}: multiplier {raw['multiplier']} overflows int8 at {raw['bits']} bits")
     if raw["codec"] not in CODECS:
         raise SidecarError(f"{where}: unknown codec {raw['codec']!r} (known: {', '.join(CODECS)})")

@@ -111,10 +111,11 @@ def run_allocation(
     options = parse_options(config.alloc_bits, config.alloc_ratios)
     budget = size_budget(config, model)
     codecs = tuple(c.strip() for c in config.codecs.split(",") if c.strip()) or None
-    # the sidecar's header carries the exporting configuration: its size counts against the budget
+    # the sidecar's header carries the exporting configuration (without its weight bit settings,
+    # runtime.sidecar.header_config): its size counts against the budget
     names = [n for n, _ in weighted_layers(model)]
     exporting = {
-        "checkpoint_config": {**config.to_dict(), "layer_wbits": dict.fromkeys(names, 8)},
+        "checkpoint_config": config.to_dict(),
         "class_names": list(class_names),
         "allocation": {  # as allocation_note writes it, with numbers of typical length
             "size_budget": budget,

@@ -24,6 +24,7 @@ from brevitas.inject.enum import ScalingImplType
 from brevitas.quant.scaled_int import Int8ActPerTensorFloat, Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
 
 from runtime import ToolchainError
+from runtime.levels import max_level as _narrow_max_level
 
 __all__ = [
     "BITS_RANGE",
@@ -50,13 +51,14 @@ def check_bits(bits: int, what: str) -> int:
 
 
 def max_level(bits: int, signed: bool = True) -> int:
-    """Largest integer level: ``2^(n-1) - 1`` signed narrow range, ``2^n - 1`` unsigned."""
-    return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    """Largest integer level: ``2^(n-1) - 1`` signed narrow range (:func:`runtime.levels.max_level`), ``2^n - 1``
+    unsigned."""
+    return _narrow_max_level(bits) if signed else 2**bits - 1
 
 
 def act_levels(bits: int, signed: bool) -> tuple[int, int]:
     """Integer range of an activation quantizer: ``[0, 2^m − 1]`` unsigned, ``[−2^(m−1), 2^(m−1) − 1]`` signed."""
-    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    return (-_narrow_max_level(bits) - 1, _narrow_max_level(bits)) if signed else (0, 2**bits - 1)
 
 
 def act_divisor(bits: int, signed: bool) -> int:

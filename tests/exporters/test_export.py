@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from exporters import build_graph, export_model
-from exporters.artefacts import META_SIDECAR, META_SIDECAR_SHA256
+from exporters.artefacts import META_CONFIG, META_SIDECAR, META_SIDECAR_SHA256
 from exporters.reference import folded_model
 from models import get_model_spec, list_models
 from runtime import ToolchainError
@@ -259,7 +260,8 @@ def test_sidecars_of_other_stems_and_unrelated_files_are_left_alone(tmp_path: Pa
 def test_sidecar_artefact_holds_the_standalone_weights(tmp_path: Path) -> None:
     gm = prepared("resnet20_tiny")
     x = sample("resnet20_tiny", 2)
-    result = export_model(gm, x, tmp_path, config={"wbits": 4})
+    config = {"k": 1, "checkpoint_config": {"wbits": 4, "first_wbits": 8, "last_wbits": 8, "abits": 8}}
+    result = export_model(gm, x, tmp_path, config=config)
     assert result.graph is not None and result.sidecar is not None
     standalone, graph = onnx.load(result.standalone), onnx.load(result.graph, load_external_data=False)
     side = result.sidecar.read_bytes()
@@ -268,7 +270,9 @@ def test_sidecar_artefact_holds_the_standalone_weights(tmp_path: Path) -> None:
     assert meta[META_SIDECAR_SHA256] == hashlib.sha256(side).hexdigest()
 
     index = parse_sidecar(side)
-    assert index.config == {"wbits": 4}
+    # issue 31: no wbits (4, the inner layers') in the sidecar's header beside 8-bit records; the graph keeps them all
+    assert index.config == {"k": 1, "checkpoint_config": {"abits": 8}} and b"wbits" not in side
+    assert {r.bits for r in index.records} == {4, 8} and json.loads(meta[META_CONFIG]) == config
     full = {i.name: onnx.numpy_helper.to_array(i) for i in standalone.graph.initializer}
     empty = {i.name: i for i in graph.graph.initializer}
     assert {r.name for r in index.records} == {w.name for w in result.weights}
@@ -290,6 +294,23 @@ def test_sidecar_artefact_holds_the_standalone_weights(tmp_path: Path) -> None:
         options.add_initializer(record.name, value)
     np.testing.assert_array_equal(run_ort(result.graph, x.numpy(), options), run_ort(result.standalone, x.numpy()))
     assert classify_kernels(optimized_graph(result.graph, options))["float"] == {}
+
+
+def test_the_graphs_weight_records_are_the_sidecars_tensors(tmp_path: Path, monkeypatch) -> None:
+    """Issue 31: ``WeightTensor`` and ``SidecarTensor`` carried the same seven fields, copied one at a time; now they
+    are one type, and the export hands its weight records to the sidecar as they are."""
+    import exporters.artefacts as artefacts
+    from exporters.graph import WeightTensor
+    from runtime.sidecar import SidecarTensor
+
+    assert WeightTensor is SidecarTensor
+    handed = []
+    encode = artefacts.encode_sidecar
+    monkeypatch.setattr(
+        artefacts, "encode_sidecar", lambda tensors, *a, **k: handed.append(tensors) or encode(tensors, *a, **k)
+    )
+    result = export_model(prepared("lenet5_tiny"), sample("lenet5_tiny", 2), tmp_path)
+    assert len(handed) == 1 and handed[0] is result.weights
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

@@ -31,6 +31,10 @@ def _graph(folder: Path) -> onnx.ModelProto:
     return onnx.load(str(folder / GRAPH), load_external_data=False)
 
 
+def _graph_at(path: Path) -> onnx.GraphProto:
+    return onnx.load(str(path), load_external_data=False).graph
+
+
 def _save_graph(folder: Path, graph: onnx.ModelProto) -> None:
     (folder / GRAPH).write_bytes(sealed(graph))
 
@@ -339,6 +343,13 @@ def test_exported_pairs_pass_the_scale_check_at_2_and_8_bits(tmp_path: Path) -> 
         assert not model.containers.switched
         dtypes = {a.dtype for a in model.weights().values()}  # first and last layers are 8-bit at either width
         assert dtypes == ({np.dtype(np.int8), np.dtype(np.uint8)} if wbits == 2 else {np.dtype(np.uint8)})
+        hollow = {
+            i.name: i.data_type for i in _graph_at(result.graph).initializer if i.data_location == TensorProto.EXTERNAL
+        }
+        assert model.sidecar is not None  # the spec's §1: the hollow initializer has the record's container type
+        assert hollow == {
+            r.name: TensorProto.UINT8 if r.dtype == "uint8" else TensorProto.INT8 for r in model.sidecar.records
+        }
 
 
 # -- issue 31 item 4: recorded configurations and images that printed tracebacks -----------------------------------

@@ -200,3 +200,55 @@ def test_a_zstd_frame_must_declare_exactly_the_expected_bytes_and_end_the_data()
         with pytest.raises(CodecError):
             zstd_stage.decode(data, size, "t")
     assert zstd_stage.encode(b"") == b"" and zstd_stage.decode(b"", 0, "t") == b""
+
+
+# -- decode costs and the spec's codec lists (issue 31, item 6) ------------------------------------------------------
+
+TODAYS_ORDER = ["raw", "packed-zstd", "sparse-zstd", "packed", "huffman", "sparse", "deflate", "ans"]
+
+
+def test_each_codec_states_its_decode_cost_and_the_registry_is_in_cost_order() -> None:
+    """The order exports chose by before costs were explicit: the cost table reproduces it, and CODECS follows it."""
+    from runtime.codecs import DECODE_COSTS
+
+    costs = {name: codec.decode_cost for name, codec in CODECS.items()}
+    assert costs == DECODE_COSTS and len(set(costs.values())) == len(costs)
+    assert list(CODECS) == sorted(CODECS, key=costs.__getitem__) == TODAYS_ORDER
+
+
+def test_the_choice_follows_the_cost_not_the_order_of_registration() -> None:
+    """A codec registered last but cheaper to decode wins a size tie; one that shares a cost is refused."""
+    from runtime.codecs import Codec, register_codec
+
+    twin = CODECS["packed"]
+    late = register_codec(Codec("late-packed", twin.encode, twin.decode, CODECS["packed-zstd"].decode_cost - 0.5))
+    try:
+        assert list(CODECS)[:3] == ["raw", "late-packed", "packed-zstd"]
+        ternary = np.resize(np.array([0, 0, 1, 0, -1, 0, 0], np.int8), 5000)
+        assert choose_codec(ternary, 2, names=("packed", "late-packed"), tolerance=0.0)[0] == "late-packed"
+        with pytest.raises(ValueError, match="decode cost"):
+            register_codec(Codec("same-cost", twin.encode, twin.decode, late.decode_cost))
+    finally:
+        del CODECS["late-packed"]
+    assert list(CODECS) == TODAYS_ORDER
+
+
+def _spec() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).parents[2] / "docs" / "sidecar.md").read_text()
+
+
+def test_the_spec_lists_the_codecs_of_the_registry() -> None:
+    """docs/sidecar.md names the codecs three times: the record's ``codec`` field (in cost order), one description
+    each under "Codecs", and the decode-cost table. A codec added to the registry must appear in all three."""
+    import re
+
+    spec = _spec()
+    (field,) = [line for line in spec.splitlines() if line.startswith("| `codec`")]
+    assert re.findall(r"`([a-z0-9-]+)`", field)[1:] == list(CODECS)  # after the field's own name
+    section = spec.split("### Codecs", 1)[1].split("\n## ", 1)[0]
+    assert sorted(re.findall(r"^- `([a-z0-9-]+)`:", section, re.M)) == sorted(CODECS)
+    table = dict(re.findall(r"^\| `([a-z0-9-]+)` +\| +([0-9.]+) +\|$", spec, re.M))
+    assert list(table) == list(CODECS)
+    assert {name: float(cost) for name, cost in table.items()} == {n: c.decode_cost for n, c in CODECS.items()}

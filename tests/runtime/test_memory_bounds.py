@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 
 import runtime
 from runtime import ToolchainError
-from runtime.codecs import CODECS, Codec
+from runtime.codecs import CODECS
 from runtime.sidecar import (
     DEFAULT_MAX_LEVELS,
     MAX_CHUNK_LEVELS,
@@ -125,7 +126,7 @@ def test_running_out_of_memory_in_a_load_is_one_line_naming_the_model_and_the_li
 
     path = crafted_pair(tmp_path, (64, 64), chunk_levels=1024)
     if where == "decoder":
-        monkeypatch.setitem(CODECS, "ans", Codec("ans", CODECS["ans"].encode, _raise_memory_error))
+        monkeypatch.setitem(CODECS, "ans", replace(CODECS["ans"], decode=_raise_memory_error))
     else:  # pybind11 turns onnxruntime's std::bad_alloc into MemoryError
         monkeypatch.setattr(ort, "InferenceSession", _raise_memory_error)
     with pytest.raises(ToolchainError) as e:
@@ -148,7 +149,7 @@ def test_the_cli_prints_one_line_for_a_refused_pair_and_for_a_memory_error(
     assert err.count("\n") == 1, err
     monkeypatch.delenv(MAX_LEVELS_ENV)
     ans = CODECS["ans"]
-    monkeypatch.setitem(CODECS, "ans", Codec("ans", ans.encode, _raise_memory_error))
+    monkeypatch.setitem(CODECS, "ans", replace(ans, decode=_raise_memory_error))
     assert main(["inspect", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: out of memory loading") and err.count("\n") == 1, err

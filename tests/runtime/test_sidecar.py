@@ -23,10 +23,10 @@ def _tensors() -> list[SidecarTensor]:
 
 
 def test_sidecar_round_trip_and_determinism() -> None:
-    data = encode_sidecar(_tensors(), {"wbits": 2})
-    assert data == encode_sidecar(_tensors(), {"wbits": 2})
+    data = encode_sidecar(_tensors(), {"k": 2})
+    assert data == encode_sidecar(_tensors(), {"k": 2})
     index = parse_sidecar(data)
-    assert index.config == {"wbits": 2} and [r.name for r in index.records] == [
+    assert index.config == {"k": 2} and [r.name for r in index.records] == [
         "conv.weight",
         "fc.weight",
         "head.weight",
@@ -144,3 +144,40 @@ def test_a_damaged_chunk_is_named_and_stops_the_whole_load() -> None:
     index = parse_sidecar(bytes(data))
     with pytest.raises(SidecarError, match="chunk 3 of 4"):
         index.decode_all(workers=2)
+
+
+# -- issue 31: the header's bit settings, and records that mix the format versions ----------------------------------
+
+
+def test_the_header_states_no_weight_bit_settings_and_older_ones_are_ignored() -> None:
+    """The training configuration's ``wbits`` (4: the inner layers) was wrong for the 8-bit first and last layers,
+    and nothing checked it: the writer leaves every weight bit setting out, the records' ``bits`` are the truth, and a
+    reader ignores the settings an older file carries."""
+    import json
+
+    bit_settings = {"wbits": 4, "first_wbits": 8, "last_wbits": 8, "depthwise_wbits": 0, "layer_wbits": {"fc": 8}}
+    config = {"k": 1, **bit_settings, "checkpoint_config": {"abits": 8, **bit_settings}}
+    data = encode_sidecar(_tensors(), config)
+    (length,) = struct.unpack_from("<I", data, 12)
+    assert json.loads(data[20 : 20 + length])["config"] == {"k": 1, "checkpoint_config": {"abits": 8}}
+    assert [r.bits for r in parse_sidecar(data).records] == [2, 8, 8]
+    older = edit_header(data, lambda h: h["config"].update(config))  # as files written before the rule hold it
+    index = parse_sidecar(older)
+    assert index.config == {"k": 1, "checkpoint_config": {"abits": 8}}
+    np.testing.assert_array_equal(index.decode(index.records[0]), _tensors()[0].levels * np.int8(63))
+
+
+def test_records_that_mix_the_format_versions_are_refused() -> None:
+    """A version-2 record with version 1's ``crc32``, or a version-1 record with version 2's ``chunk_levels`` or
+    ``chunks``: which chunking would a reader believe? Neither: the file is refused."""
+    from pathlib import Path
+
+    v2 = encode_sidecar(_tensors(), {})
+    with pytest.raises(SidecarError, match="'crc32' from another format version in a version 2 file"):
+        parse_sidecar(edit_header(v2, _set(0, "crc32", 0)))
+    v1 = (Path(__file__).parent / "golden" / "v1" / "raw.qsc").read_bytes()
+    record = parse_sidecar(v1).records[0]
+    for key, value in (("chunk_levels", record.count), ("chunks", [list(c) for c in record.chunks])):
+        with pytest.raises(SidecarError, match=f"'{key}' from another format version in a version 1 file"):
+            parse_sidecar(edit_header(v1, _set(0, key, value)))
+    parse_sidecar(edit_header(v2, _set(0, "note", "fields no version defines are ignored")))

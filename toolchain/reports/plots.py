@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from runtime import atomic_write_bytes
+from runtime.levels import max_level
 
 __all__ = ["plot_convergence", "plot_layers", "plot_penalty", "plot_weight_histogram"]
 
@@ -62,7 +63,7 @@ def plot_penalty(
 def plot_weight_histogram(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], layer: str, path: Path) -> Path:
     """Histogram of w/δ at the start and end of training; the quantization levels are the integers."""
     bits = int(start["bits"])
-    lim = 2 ** (bits - 1) - 1
+    lim = max_level(bits)
     plt, fig, axes = _figure(1, 2, (11, 4))
     for ax, (title, snap) in zip(axes, (("start", start), ("end", end))):
         values = snap["w_over_step"].clamp(-lim - 1.5, lim + 1.5).numpy()
