@@ -17,7 +17,7 @@ import torch.fx as fx
 from models.quant.prepare import ActQuant
 from runtime import ToolchainError
 
-__all__ = ["WITHIN_ONE", "Agreement", "compare", "noise_floor", "output_step"]
+__all__ = ["WITHIN_ONE", "Agreement", "compare", "near_ties", "noise_floor", "output_step"]
 
 WITHIN_ONE = 0.999  # the bar: share of outputs within ±1 step of the PyTorch model of the export
 
@@ -67,15 +67,31 @@ def noise_floor(
     flipped rounding tie into many changed outputs, so no float implementation, onnxruntime included, can agree
     with another better than this."""
     clean = reference(x).numpy()
+    return compare(clean, _jittered(reference, x, eps, seed).numpy(), step)
+
+
+def _jittered(model: torch.nn.Module, x: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
+    """``model(x)`` with every activation quantizer's input scaled by ``1 + U(-eps, eps)`` (one draw, ``seed``)."""
     noise = torch.Generator().manual_seed(seed)
 
     def jitter(_module: Any, args: tuple[Any, ...]) -> tuple[torch.Tensor]:
         return (args[0] * (1 + (torch.rand(args[0].shape, generator=noise) * 2 - 1) * eps),)
 
-    hooks = [m.register_forward_pre_hook(jitter) for m in reference.modules() if isinstance(m, ActQuant)]
+    hooks = [m.register_forward_pre_hook(jitter) for m in model.modules() if isinstance(m, ActQuant)]
     try:
-        noisy = reference(x).numpy()
+        return model(x)
     finally:
         for hook in hooks:
             hook.remove()
-    return compare(clean, noisy, step)
+
+
+@torch.no_grad()
+def near_ties(model: torch.nn.Module, x: torch.Tensor, eps: float = 1e-6, draws: int = 8) -> torch.Tensor:
+    """Per image of ``x``: whether ``model``'s top-1 class changes under a 1e-6 jitter of its activation quantizers'
+    inputs in any of ``draws`` draws. Such an image is a near tie that float noise alone decides, so another float
+    implementation of the same integer network (onnxruntime) may rank it either way."""
+    clean = model(x).argmax(dim=1)
+    flipped = torch.zeros(len(x), dtype=torch.bool)
+    for seed in range(1, draws + 1):
+        flipped |= _jittered(model, x, eps, seed).argmax(dim=1) != clean
+    return flipped

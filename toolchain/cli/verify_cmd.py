@@ -109,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
         nf = report.noise_floor
         print(f"  end-to-end float noise floor (the PyTorch model against itself, 1e-6 jitter): max "
               f"{nf['max_steps']:.2f} steps, {100 * nf['within_one']:.2f}% within ±1")  # fmt: skip
+    if report.near_ties:
+        print(f"  top-1: {report.near_ties} of the images ranked differently are near ties the quant-aware model "
+              "itself ranks differently under a 1e-6 jitter (float noise; allowed)")  # fmt: skip
     if report.layers:
         worst = min(report.layers, key=lambda r: r["within_one"])
         print(
