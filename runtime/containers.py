@@ -182,7 +182,7 @@ def standalone(graph: Any, depthwise: set[str], providers: list[str]) -> Choice:
     import onnx
     from onnx import numpy_helper
 
-    dequantized = {n.input[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    dequantized = {n.input[0] for n in graph.graph.node if n.op_type == "DequantizeLinear" and n.input}
     weights = {
         i.name: i
         for i in graph.graph.initializer
@@ -229,7 +229,7 @@ def apply(graph: Any, arrays: dict[str, np.ndarray], choice: Choice) -> dict[str
         array.view(np.uint8)[...] ^= np.uint8(0x80)
         out[name] = array.view(dtype)
     for node in graph.graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in switched and len(node.input) > 2:
+        if node.op_type == "DequantizeLinear" and node.input and node.input[0] in switched and len(node.input) > 2:
             zp_name = node.input[2]
             old = numpy_helper.to_array(inits[zp_name])
             zp = choice.zero_points[node.input[0]]

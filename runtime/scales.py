@@ -66,7 +66,14 @@ def _check_node(node: Any, record: TensorRecord, constants: dict[str, Any], nump
             return None
         if node.input[position] not in constants:
             raise SidecarError(f"{where}: input {node.input[position]!r} is not a constant of the graph")
-        return numpy_helper.to_array(constants[node.input[position]])
+        try:
+            return numpy_helper.to_array(constants[node.input[position]])
+        except MemoryError:
+            raise
+        except Exception as e:  # dims that its data cannot fill, an unknown element type: onnx raises many types
+            raise SidecarError(
+                f"{where}: input {node.input[position]!r} is not a valid tensor ({type(e).__name__}: {str(e)[:80]})"
+            ) from None
 
     scale, zero_point = constant(1), constant(2)
     expected = expected_scale(record)

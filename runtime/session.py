@@ -168,7 +168,13 @@ class Model:
         try:
             return list(self._session.run(None, inputs))
         except Exception as e:  # onnxruntime raises its own types for shape errors deep in the graph
-            raise ToolchainError(f"onnxruntime failed to run the model: {e}") from None
+            raise ToolchainError(f"onnxruntime failed to run the model: {_one_line(str(e))}") from None
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks and other unprintable characters escaped (``\\n``, ``\\x1b``): onnxruntime's
+    messages quote names from the file, which a damaged or hostile graph can fill with newlines and terminal escapes."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _check_input(info: TensorInfo, value: Any) -> None:
@@ -293,7 +299,7 @@ def load(
     except MemoryError:  # pybind11's std::bad_alloc: named with the limit by _out_of_memory_refused
         raise
     except Exception as e:
-        raise ToolchainError(f"onnxruntime cannot load {graph_path}: {e}") from None
+        raise ToolchainError(f"onnxruntime cannot load {graph_path}: {_one_line(str(e))}") from None
     return Model(graph_path, session, sidecar, initializers, choice, source, config)
 
 
@@ -307,7 +313,7 @@ def _recorded_config(graph_path: Path, graph: Any, meta: dict[str, str]) -> dict
         return {}
     try:
         config = json.loads(meta[META_CONFIG])
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested thousands deep
         config = None
     if not isinstance(config, dict):
         raise ToolchainError(f"{graph_path}: its {META_CONFIG} metadata is not a JSON object: refused")
@@ -332,7 +338,9 @@ def _hollow_source(options: Any, graph_path: Path) -> None:
 def depthwise_weights(graph: Any) -> set[str]:
     """Names of the weights that a depthwise convolution reads through its ``DequantizeLinear`` (one input channel
     per group): onnxruntime's depthwise kernel widens before multiplying, so int8 is exact there on every host."""
-    dequantized = {n.output[0]: n.input[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    dequantized = {
+        n.output[0]: n.input[0] for n in graph.graph.node if n.op_type == "DequantizeLinear" and n.input and n.output
+    }  # a node without them is onnxruntime's to refuse
     shapes = {i.name: tuple(i.dims) for i in graph.graph.initializer}
     out = set()
     for node in graph.graph.node:

@@ -84,8 +84,8 @@ class CompressConfig(PruneConfig, QATConfig):
     alloc_headroom: float = opt(
         0.005,
         "with a size: the share of it the allocation leaves free, because reconstruction and training move the "
-        "levels it was solved on (measured on ImageNet MobileNetV2 after GPTQ: the export from 0.05 percent under to 0.3 "
-        "percent over the solved size)",
+        "levels it was solved on (measured on ImageNet MobileNetV2 after GPTQ: the export from 0.05 percent under "
+        "to 0.3 percent over the solved size)",
     )
     alloc_costs: str = opt(
         "", "with a size: reuse the costs.json of an earlier run of the same model and options instead of measuring"
