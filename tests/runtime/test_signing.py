@@ -25,6 +25,7 @@ from runtime import ToolchainError
 from runtime.signing import Signer, signature_path
 from tests.exporters.helpers import prepared, sample
 from tests.keys import key_pair
+from tests.runtime.conftest import export_lenet5, private_copy
 from tests.runtime.helpers import GRAPH, STEM, sealed, sidecar_of
 
 STANDALONE = f"{STEM}.onnx"
@@ -38,16 +39,13 @@ def keys(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory, keys) -> Path:
-    folder = tmp_path_factory.mktemp("signed")
-    export_model(prepared("lenet5_tiny"), sample("lenet5_tiny", 2), folder, STEM, config={"k": 1}, sign=keys[0])
-    return folder
+    """The conftest's ``exported`` pair, signed."""
+    return export_lenet5(tmp_path_factory.mktemp("signed"), sign=keys[0])
 
 
 @pytest.fixture
 def signed_copy(signed: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / "m"
-    shutil.copytree(signed, dest)
-    return dest
+    return private_copy(signed, tmp_path)
 
 
 def _x() -> np.ndarray:
