@@ -14,6 +14,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def how(row: dict) -> str:
+    """How a row's bits were chosen: one bit-width, or allocated (with pruning options when it offered them)."""
+    if not row.get("allocation"):
+        return "uniform"
+    return "allocated, bits + pruning" if "--alloc-ratios" in row["command"] else "allocated"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| row | how the bits are chosen | total ratio | sidecar + biases KiB (budget) | top-1 % | Δ top-1 | top-1 "
@@ -22,11 +29,10 @@ def table(rows: list[dict]) -> str:
     ]
     for r in sorted(rows, key=lambda r: r["total_ratio"]):
         alloc = r.get("allocation")
-        how = "allocated" if alloc else "uniform"
         budget = f" ({alloc['size_budget'] / 1024:.1f})" if alloc else ""
         verify = "passed" if not r["verify_failures"] else "; ".join(r["verify_failures"])
         lines.append(
-            f"| {r['row']} | {how} | {r['total_ratio']:.2f}× | {r['size_bytes'] / 1024:.1f}{budget} | "
+            f"| {r['row']} | {how(r)} | {r['total_ratio']:.2f}× | {r['size_bytes'] / 1024:.1f}{budget} | "
             f"{r['top1']:.1f} | "
             f"{r['top1'] - r['float_top1']:+.1f} | {100 * r['top1_agreement']:.1f} | {r['logit_sqnr_db']:.1f} | "
             f"{verify} | {r['wall_s'] / 60:.0f} min |"
@@ -41,9 +47,10 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for kind, marker in (("uniform", "s"), ("allocated", "o")):
-        chosen = sorted((r for r in rows if bool(r.get("allocation")) == (kind == "allocated")),
-                        key=lambda r: r["total_ratio"])  # fmt: skip
+    for kind, marker in (("uniform", "s"), ("allocated", "o"), ("allocated, bits + pruning", "^")):
+        chosen = sorted((r for r in rows if how(r) == kind), key=lambda r: r["total_ratio"])
+        if not chosen:
+            continue
         xs = [r["total_ratio"] for r in chosen]
         for ax, key, scale in ((axes[0], "top1", 1), (axes[1], "top1_agreement", 100)):
             ax.plot(xs, [scale * r[key] for r in chosen], marker + "-", label=kind)
