@@ -25,6 +25,7 @@ from toolchain.quant.allocation import (
     prune_to,
     rounded,
     solve,
+    stdout_to_stderr,
 )
 
 
@@ -62,6 +63,18 @@ def test_the_solver_says_when_nothing_fits() -> None:
     assert solve(layers, 99) is None
     assert solve(layers, 150) in ([1, 0], [0, 1])
     assert solve(layers, 1e9) == [1, 1]
+
+
+def test_the_solver_keeps_native_prints_off_stdout(capfd) -> None:
+    """HiGHS writes diagnostics to file descriptor 1 from C++; `compress --json` needs stdout to hold JSON alone."""
+    import os
+
+    with stdout_to_stderr():
+        os.write(1, b"native diagnostics\n")
+    print("json")
+    captured = capfd.readouterr()
+    assert captured.out == "json\n"
+    assert "native diagnostics" in captured.err
 
 
 def test_options_parse_and_bad_ones_are_refused() -> None:

@@ -24,8 +24,11 @@ budget (BENCHMARKS.md: within 2 % on ImageNet MobileNetV2).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -145,6 +148,21 @@ def measure(
     return costs
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Any:
+    """Send what native code writes to file descriptor 1 to 2 meanwhile: HiGHS prints solver diagnostics
+    (``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();``) straight to stdout, where they
+    broke ``compress --json``."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def solve(layers: Sequence[LayerCosts], budget: float) -> list[int] | None:
     """The option index per layer with the least total sensitivity whose coded bytes sum to at most ``budget``
     (scipy's ``milp``: one binary per layer and option, one option per layer); None when nothing fits."""
@@ -163,7 +181,8 @@ def solve(layers: Sequence[LayerCosts], budget: float) -> list[int] | None:
         start += count
     constraints = [LinearConstraint(one_each, 1, 1), LinearConstraint(size[None, :], -np.inf, budget)]
     # ties (equal sensitivity) go to the smaller option: a tiny size term keeps the solve deterministic
-    result = milp(cost + size * 1e-15, integrality=np.ones(n), bounds=Bounds(0, 1), constraints=constraints)
+    with stdout_to_stderr():
+        result = milp(cost + size * 1e-15, integrality=np.ones(n), bounds=Bounds(0, 1), constraints=constraints)
     if result.x is None:
         return None
     picks = np.round(result.x).astype(int)
