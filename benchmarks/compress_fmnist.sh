@@ -27,6 +27,7 @@ import json, sys
 name, wall, path, status, *options = sys.argv[1:]
 r = json.load(open(path))
 acc = r["export"]["accounting"]
+alloc = r.get("allocate") or {}
 print(json.dumps({
     "run": name, "options": " ".join(options), "wall_s": int(wall), "exit": int(status),
     "failures": r.get("failures", []), "float_top1": r["float"]["top1"],
@@ -35,9 +36,8 @@ print(json.dumps({
     "pruned_energy": (r["prune"] or {}).get("pruned_energy"), "bits_per_weight": acc["bits_per_weight"],
     "total_ratio": acc["total_ratio"], "weights_ratio": acc["weights_ratio"],
     "coded_vs_entropy": acc["coded_bytes"] / acc["entropy_bytes"], "sidecar_bytes": acc["sidecar_bytes"],
-    "bias_params": acc["bias_params"], "size_budget": r.get("allocate", {}).get("size_budget"),
-    "layer_wbits": r.get("allocate", {}).get("layer_wbits"),
-    "estimated_sensitivity": r.get("allocate", {}).get("sensitivity"),
+    "bias_params": acc["bias_params"], "size_budget": alloc.get("size_budget"),
+    "layer_wbits": alloc.get("layer_wbits"), "estimated_sensitivity": alloc.get("sensitivity"),
 }))
 PY
   tail -1 "$OUT"

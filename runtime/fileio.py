@@ -6,17 +6,29 @@ leaves either the old file or the new one, never a truncated mix, and never dele
 
 ``atomic_write_many`` does the same for a set of files that belong together (a graph and its sidecar): every
 temporary file is written and synced first, and only then are they renamed, in the given order.
+
+``native_stdout_to`` points file descriptor 1 elsewhere for a while: native libraries print to it directly, past
+``sys.stdout``, where a command's ``--json`` output must stand alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_many", "atomic_write_text", "remove_stale_temporaries"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_many",
+    "atomic_write_text",
+    "native_stdout_to",
+    "remove_stale_temporaries",
+]
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -119,3 +131,17 @@ def atomic_write_many(files: Sequence[tuple[str | os.PathLike[str], bytes]]) -> 
         finally:
             os.close(dir_fd)
     return [dest for _, dest in staged]
+
+
+@contextlib.contextmanager
+def native_stdout_to(fd: int) -> Iterator[None]:
+    """Meanwhile, what anything (C++ included) writes to file descriptor 1 goes to ``fd`` instead."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(fd, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

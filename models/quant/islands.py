@@ -12,13 +12,11 @@ module ONNX cannot express fails with its name before training, never after.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import os
-import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import onnx
@@ -27,6 +25,7 @@ import torch.fx as fx
 from torch import nn
 
 from runtime import ToolchainError
+from runtime.fileio import native_stdout_to
 
 __all__ = ["FloatIsland", "check_islands", "float_islands", "island_onnx", "wrap_call"]
 
@@ -113,7 +112,9 @@ def island_onnx(module: nn.Module, inputs: list[torch.Tensor], name: str) -> onn
     names = [f"input{i}" for i in range(len(inputs))]
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), _quiet_stdout():
+        # torch's exporter prints its IR graph to stdout from C++ when it fails (stdout may be a command's JSON), and
+        # the error message says enough
+        with warnings.catch_warnings(), open(os.devnull, "w") as null, native_stdout_to(null.fileno()):
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(
                 module.eval(),
@@ -129,22 +130,6 @@ def island_onnx(module: nn.Module, inputs: list[torch.Tensor], name: str) -> onn
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ToolchainError(f"float island {name!r} ({_kind(module)}) cannot be exported to ONNX: {first}") from None
     return onnx.load_from_string(buffer.getvalue())
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Silence file descriptor 1: torch's exporter prints its IR graph there from C++ when it fails (stdout may be a
-    command's JSON), and the error message says enough."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 @torch.no_grad()

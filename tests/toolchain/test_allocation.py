@@ -25,7 +25,6 @@ from toolchain.quant.allocation import (
     prune_to,
     rounded,
     solve,
-    stdout_to_stderr,
 )
 
 
@@ -66,10 +65,13 @@ def test_the_solver_says_when_nothing_fits() -> None:
 
 
 def test_the_solver_keeps_native_prints_off_stdout(capfd) -> None:
-    """HiGHS writes diagnostics to file descriptor 1 from C++; `compress --json` needs stdout to hold JSON alone."""
+    """HiGHS writes diagnostics to file descriptor 1 from C++; `compress --json` needs stdout to hold JSON alone, so
+    the solve sends them to stderr (``native_stdout_to(2)``)."""
     import os
 
-    with stdout_to_stderr():
+    from runtime.fileio import native_stdout_to
+
+    with native_stdout_to(2):
         os.write(1, b"native diagnostics\n")
     print("json")
     captured = capfd.readouterr()

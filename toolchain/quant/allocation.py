@@ -24,11 +24,8 @@ budget (BENCHMARKS.md: within 2 % on ImageNet MobileNetV2).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -40,6 +37,7 @@ from torch import nn
 from models.quant.quantizers import BITS_RANGE, msqe_optimal_step, quantize_levels
 from runtime import ToolchainError
 from runtime.codecs import choose_codec
+from runtime.fileio import native_stdout_to
 from runtime.sidecar import CHUNK_LEVELS, SidecarTensor, encode_sidecar
 
 from ..progress import bar_disable
@@ -148,21 +146,6 @@ def measure(
     return costs
 
 
-@contextlib.contextmanager
-def stdout_to_stderr() -> Any:
-    """Send what native code writes to file descriptor 1 to 2 meanwhile: HiGHS prints solver diagnostics
-    (``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();``) straight to stdout, where they
-    broke ``compress --json``."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def solve(layers: Sequence[LayerCosts], budget: float) -> list[int] | None:
     """The option index per layer with the least total sensitivity whose coded bytes sum to at most ``budget``
     (scipy's ``milp``: one binary per layer and option, one option per layer); None when nothing fits."""
@@ -180,8 +163,9 @@ def solve(layers: Sequence[LayerCosts], budget: float) -> list[int] | None:
         one_each[i, start : start + count] = 1
         start += count
     constraints = [LinearConstraint(one_each, 1, 1), LinearConstraint(size[None, :], -np.inf, budget)]
-    # ties (equal sensitivity) go to the smaller option: a tiny size term keeps the solve deterministic
-    with stdout_to_stderr():
+    # ties (equal sensitivity) go to the smaller option: a tiny size term keeps the solve deterministic. HiGHS prints
+    # diagnostics ("HighsMipSolverData::transformNewIntegerFeasibleSolution ...") to stdout from C++: sent to stderr
+    with native_stdout_to(2):
         result = milp(cost + size * 1e-15, integrality=np.ones(n), bounds=Bounds(0, 1), constraints=constraints)
     if result.x is None:
         return None
