@@ -22,10 +22,10 @@ from torch import nn
 
 from runtime import ToolchainError
 
-from .prepare import QUANT_WEIGHT_TYPES, ActQuant, act_quantizers, weight_bits, weight_step
+from .prepare import QUANT_WEIGHT_TYPES, ActQuant, act_quantizers, trace, weight_bits, weight_step
 from .quantizers import max_level, quantize_levels
 
-__all__ = ["FrozenAct", "FrozenModel", "FrozenWeight", "following_bn", "freeze"]
+__all__ = ["FrozenAct", "FrozenModel", "FrozenWeight", "bn_folded", "following_bn", "freeze"]
 
 
 @dataclass
@@ -79,6 +79,14 @@ def following_bn(gm: fx.GraphModule, name: str) -> tuple[str, nn.BatchNorm2d] | 
                 if isinstance(module, nn.BatchNorm2d):
                     return str(users[0].target), module
     return None
+
+
+def bn_folded(model: nn.Module) -> set[str]:
+    """Names of the weighted layers of ``model`` (float or quant-aware) whose output a batch norm alone reads:
+    ``freeze`` folds it into their steps, so they export a step per output channel even when training keeps one."""
+    gm = model if isinstance(model, fx.GraphModule) else trace(model)
+    weighted = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    return {name for name, m in gm.named_modules() if isinstance(m, weighted) and following_bn(gm, name)}
 
 
 @torch.no_grad()

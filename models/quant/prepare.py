@@ -48,7 +48,16 @@ from .quantizers import (
     msqe_optimal_step_from_samples,
 )
 
-__all__ = ["QUANT_WEIGHT_TYPES", "ActQuant", "BitSettings", "calibrate", "prepare_qat", "weight_bits", "weight_step"]
+__all__ = [
+    "QUANT_WEIGHT_TYPES",
+    "ActQuant",
+    "BitSettings",
+    "calibrate",
+    "prepare_qat",
+    "trace",
+    "weight_bits",
+    "weight_step",
+]
 
 QUANT_WEIGHT_TYPES = (QuantConv2d, QuantConvTranspose2d, QuantLinear)
 
@@ -360,6 +369,20 @@ def _is_depthwise(layer: nn.Module) -> bool:
     return isinstance(layer, nn.Conv2d) and layer.groups > 1 and layer.groups == layer.in_channels
 
 
+def trace(model: nn.Module) -> fx.GraphModule:
+    """``model`` traced as :func:`prepare_qat` traces it, every module with a rule a leaf (the graph's modules are
+    ``model``'s own, not copies).
+
+    Raises:
+        ToolchainError: for a model ``torch.fx`` cannot trace, naming it.
+    """
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as e:  # fx raises many types for untraceable code
+        raise ToolchainError(f"cannot trace {type(model).__name__} with torch.fx: {e}") from None
+    return fx.GraphModule(model, graph, type(model).__name__ + "QAT")
+
+
 def prepare_qat(model: nn.Module, config: BitSettings) -> fx.GraphModule:
     """Quant-aware copy of ``model`` (which is left untouched); see the module docstring for the rules.
 
@@ -371,12 +394,7 @@ def prepare_qat(model: nn.Module, config: BitSettings) -> fx.GraphModule:
     unknown = set(config.layer_wbits) - {n for n, m in model.named_modules() if type(m) in MODULE_RULES}
     if unknown:
         raise ToolchainError(f"layer_wbits names layers that do not exist: {sorted(unknown)}")
-    model = copy.deepcopy(model)
-    try:
-        graph = _Tracer().trace(model)
-    except Exception as e:  # fx raises many types for untraceable code
-        raise ToolchainError(f"cannot trace {type(model).__name__} with torch.fx: {e}") from None
-    gm = fx.GraphModule(model, graph, type(model).__name__ + "QAT")
+    gm = trace(copy.deepcopy(model))
     _decompose(gm)
     _wrap_islands(gm)
     nodes = list(gm.graph.nodes)

@@ -130,6 +130,32 @@ def test_allocate_fits_the_budget_or_names_the_smallest_size() -> None:
         allocate(model, batches, options, 100, config={}, progress=False, log=lambda _: None, costs=loose.layers)
 
 
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_the_header_estimate_is_the_exported_sidecars(per_channel: bool, tmp_path: Path) -> None:
+    """Batch norm folds a per-channel scale into one-step-per-layer convolutions: their records carry a step per
+    channel either way, the classifier (no batch norm) one step when per-layer. The estimate must count them so."""
+    from exporters import export_model
+    from models.registry import create_model
+    from tests.conftest import warm
+    from tests.exporters.helpers import sample
+    from toolchain.quant import QuantConfig, calibrate, prepare_qat
+    from toolchain.quant.allocation import header_bytes
+
+    name, config = "resnet20_tiny", {"checkpoint_config": {"model": "resnet20_tiny"}, "class_names": list("0123456789")}
+    torch.manual_seed(0)
+    model = warm(create_model(name), sample(name, 8, seed=1)).eval()
+    estimate = header_bytes(model, per_channel, config)
+    gm = prepare_qat(model, QuantConfig(wbits=4, abits=8, per_channel=per_channel))
+    calibrate(gm, [sample(name, 8, seed=2)])
+    done = export_model(gm.eval(), sample(name, 2), tmp_path, config=config)
+    assert done.graph is not None
+    acc = account(done.graph)
+    real = acc.sidecar_bytes - sum(t.coded_bytes for t in acc.tensors)
+    assert 0 <= estimate - real <= 0.02 * real, (estimate, real)  # the 16 bytes a chunk allowed for codec names
+    steps = {t.name.removesuffix(".weight"): t.steps for t in acc.tensors}
+    assert steps["fc"] == (10 if per_channel else 1) and steps["stem.0"] > 1  # what the estimate has to follow
+
+
 ARGS = ["compress", "--float-epochs", "3", "--ratio", "0", "--epochs", "0", "--no-progress", "--alloc-images", "32"]
 
 
@@ -159,6 +185,21 @@ def test_compress_to_a_ratio_meets_it_with_the_real_sidecar(allocated) -> None:
         assert t.bits == layer["bits"]
         assert t.sparsity >= layer["ratio"] - 0.01
     assert len({t.bits for t in acc.tensors}) > 1  # not one uniform width: the layers differ in sensitivity
+
+
+def test_one_step_per_layer_meets_the_budget_with_batch_norm_folded(cli, tmp_path: Path) -> None:
+    """``--no-per-channel`` on a network with batch norm: the fold gives its records a step per channel anyway, which
+    the budget has to pay for (counted as one step a layer, this run landed 2.2 % over)."""
+    out = tmp_path / "run"
+    done = cli("compress", "--model", "resnet20_tiny", "--float-epochs", "2", "--ratio", "0", "--epochs", "0",
+               "--no-progress", "--alloc-images", "32", "--target-ratio", "6", "--no-per-channel", "--out-dir",
+               str(out), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    budget = json.loads(done.stdout)["allocate"]["size_budget"]
+    acc = account(out / "export" / "model.compressed.onnx")
+    assert 0.9 * budget <= acc.sidecar_bytes + 4 * acc.bias_params <= 1.02 * budget, (acc.sidecar_bytes, budget)
+    steps = {t.name: t.steps for t in acc.tensors}
+    assert steps["fc.weight"] == 1 and steps["stem.0.weight"] == 16  # one a layer where nothing folds, else per channel
 
 
 def test_the_report_shows_the_allocation_and_its_plot(allocated) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.quant.freeze import bn_folded
 from models.quant.quantizers import BITS_RANGE, msqe_optimal_step, quantize_levels
 from runtime import ToolchainError
 from runtime.codecs import choose_codec
@@ -133,8 +134,9 @@ def measure(
     for name, layer in layers:
         original = layer.weight.detach().clone()
         sens, sizes = [], []
+        by_channel = per_channel and not isinstance(layer, nn.ConvTranspose2d)  # as prepare_qat steps it
         for option in options:
-            quantized, levels, _ = rounded(original, option, per_channel)
+            quantized, levels, _ = rounded(original, option, by_channel)
             layer.weight.copy_(quantized)
             noise = sum(float((model(x) - r).double().pow(2).sum()) for x, r in zip(batches, reference))
             sens.append(noise / (power * sum(r.numel() for r in reference)))
@@ -235,27 +237,37 @@ class Allocation:
 def header_bytes(model: nn.Module, per_channel: bool, config: dict[str, Any]) -> int:
     """The sidecar's bytes other than coded levels: its preamble and header, whose records (shape, base64 steps,
     chunk table) and exporting ``config`` do not depend on the bits chosen. Measured by encoding placeholder levels
-    with the raw codec and subtracting their bytes; 16 bytes a chunk cover the longer codec names and lengths."""
+    with the raw codec and subtracting their bytes; 16 bytes a chunk cover the longer codec names and lengths.
+
+    A record carries as many steps as the exporter writes: one per output channel for per-channel layers and for
+    layers whose batch norm folds in (its scale differs per channel even when training keeps one step per layer),
+    one for the others (``exporters.ops`` writes equal steps once)."""
     tensors, level_bytes, chunks = [], 0, 0
+    folded = bn_folded(model)
     named: list[tuple[str, Any]] = weighted_layers(model)
     for name, layer in named:
-        shape = tuple(layer.weight.shape)
-        steps = np.ones(shape[0] if per_channel else 1, np.float32)
-        levels = np.zeros(shape, np.int8)
-        tensors.append(SidecarTensor(name, levels, 8, steps, 0 if per_channel else None))
+        levels = np.zeros(tuple(layer.weight.shape), np.int8)
+        transposed = isinstance(layer, nn.ConvTranspose2d)
+        if (per_channel and not transposed) or name in folded:
+            axis: int | None = 1 if transposed else 0
+            steps = np.ones(out_channels(layer), np.float32)
+        else:
+            axis, steps = None, np.ones(1, np.float32)
+        tensors.append(SidecarTensor(name, levels, 8, steps, axis))
         level_bytes += levels.size
         chunks += math.ceil(max(levels.size, 1) / CHUNK_LEVELS)
     return len(encode_sidecar(tensors, config, codecs=("raw",))) - level_bytes + 16 * chunks
 
 
+def out_channels(layer: Any) -> int:
+    """Output channels of a weighted layer (a transposed convolution's weight holds them on axis 1, per group)."""
+    weight = layer.weight
+    return int(weight.shape[1] * layer.groups if isinstance(layer, nn.ConvTranspose2d) else weight.shape[0])
+
+
 def bias_count(model: nn.Module) -> int:
     """int32 biases of the deployable model: one per output channel of every weighted layer (batch norm folds in)."""
-    counts = 0
-    for _, layer in weighted_layers(model):
-        weight: Any = layer.weight
-        out = weight.shape[1] * layer.groups if isinstance(layer, nn.ConvTranspose2d) else weight.shape[0]
-        counts += int(out)
-    return counts
+    return sum(out_channels(layer) for _, layer in weighted_layers(model))
 
 
 def allocate(
