@@ -140,7 +140,11 @@ def msqe_optimal_step_from_samples(values: torch.Tensor, bits: int, signed: bool
     centres = lo + (torch.arange(bins, dtype=torch.float32) + 0.5) * (hi - lo) / bins
     nonzero = counts > 0
     rows, weights = centres[nonzero][None], counts[nonzero][None]
-    return float(_best_step(rows, weights, bits, signed, 64, 10, narrow=False)[0])  # activations: full range
+    step = float(_best_step(rows, weights, bits, signed, 64, 10, narrow=False)[0])  # activations: full range
+    # Unsigned: the top level never lies above the largest value seen. Values bunched on a few points (a saturated
+    # ReLU6: many at 0 and at 6) can pull the refined step past 6/255; the grid would then reach above 6, the ReLU6's
+    # Clip would no longer be redundant, and onnxruntime would leave the convolution before it in float.
+    return min(step, hi / max_level(bits, signed)) if not signed else step
 
 
 def _best_step(
