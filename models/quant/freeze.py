@@ -25,7 +25,7 @@ from runtime import ToolchainError
 from .prepare import QUANT_WEIGHT_TYPES, ActQuant, act_quantizers, trace, weight_bits, weight_step
 from .quantizers import max_level, quantize_levels
 
-__all__ = ["FrozenAct", "FrozenModel", "FrozenWeight", "bn_folded", "following_bn", "freeze"]
+__all__ = ["FrozenAct", "FrozenModel", "FrozenWeight", "bn_folded", "following_bn", "freeze", "out_channels"]
 
 
 @dataclass
@@ -81,6 +81,13 @@ def following_bn(gm: fx.GraphModule, name: str) -> tuple[str, nn.BatchNorm2d] | 
     return None
 
 
+def out_channels(layer: Any) -> int:
+    """Output channels of a weighted layer, float or quant-aware (a transposed convolution's weight holds them on
+    axis 1, per group)."""
+    weight = layer.weight
+    return int(weight.shape[1] * layer.groups if isinstance(layer, nn.ConvTranspose2d) else weight.shape[0])
+
+
 def bn_folded(model: nn.Module) -> set[str]:
     """Names of the weighted layers of ``model`` (float or quant-aware) whose output a batch norm alone reads:
     ``freeze`` folds it into their steps, so they export a step per output channel even when training keeps one."""
@@ -103,7 +110,7 @@ def freeze(model: fx.GraphModule) -> FrozenModel:
         w = layer.weight.detach().float().cpu()
         step = weight_step(layer).detach().float().cpu()
         levels = quantize_levels(w, step, bits)
-        c_out = w.shape[1] * layer.groups if kind == "conv_transpose" else w.shape[0]
+        c_out = out_channels(layer)
         step_c = step.flatten().expand(c_out).clone() if step.numel() == 1 else step.flatten()
         bias = layer.bias.detach().float().cpu() if layer.bias is not None else None
         bn = following_bn(model, name)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.quant.freeze import bn_folded
+from models.quant.freeze import bn_folded, out_channels
 from models.quant.quantizers import BITS_RANGE, msqe_optimal_step, quantize_levels
 from runtime import ToolchainError
 from runtime.codecs import choose_codec
@@ -257,12 +257,6 @@ def header_bytes(model: nn.Module, per_channel: bool, config: dict[str, Any]) ->
         level_bytes += levels.size
         chunks += math.ceil(max(levels.size, 1) / CHUNK_LEVELS)
     return len(encode_sidecar(tensors, config, codecs=("raw",))) - level_bytes + 16 * chunks
-
-
-def out_channels(layer: Any) -> int:
-    """Output channels of a weighted layer (a transposed convolution's weight holds them on axis 1, per group)."""
-    weight = layer.weight
-    return int(weight.shape[1] * layer.groups if isinstance(layer, nn.ConvTranspose2d) else weight.shape[0])
 
 
 def bias_count(model: nn.Module) -> int:
